@@ -1,0 +1,1 @@
+"""The small, stable core: interfaces, plugin manager, config, plan, graph, calibration, engine."""

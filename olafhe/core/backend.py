@@ -1,0 +1,274 @@
+"""The CKKS backend contract shared by the simulator, OpenFHE and TenSEAL.
+
+A :class:`Backend` is a factory configured by :class:`CKKSParams`. ``keygen`` creates a
+:class:`Client` (holds the secret key: encrypt/decrypt) and an :class:`Evaluator` (the server: holds
+only public evaluation keys and runs every homomorphic operation). The engine only ever talks to the
+evaluator, so the server side never sees the secret key.
+
+Levels count *remaining* multiplicative levels: a fresh ciphertext has ``max_level`` (or the level the
+client asked for), every multiplication (ciphertext or plaintext, rescaling included) lowers it by one,
+additions of operands at different levels run at the lower level, ``level_reduce`` drops limbs
+explicitly, and ``bootstrap`` returns a ciphertext at ``level_after_bootstrap``. An operation that
+would go below level 0 raises :class:`~olafhe.core.errors.OutOfLevelsError` before touching the data.
+Rescaling is part of every multiplication (OpenFHE FLEXIBLEAUTO semantics), so it is not a separate
+call.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, ClassVar
+
+import numpy as np
+
+from .approximation import chebyshev_depth
+from .errors import ConfigError, OutOfLevelsError, SecurityError
+
+# Max total coefficient-modulus bits for 128-bit classical security, uniform ternary secret
+# (HomomorphicEncryption.org standard, Table 1; the same table OpenFHE and SEAL enforce).
+HE_STANDARD_128_MAX_LOGQ = {1024: 27, 2048: 54, 4096: 109, 8192: 218, 16384: 438, 32768: 881, 65536: 1772}
+
+SECRET_KEY_DISTS = ("SPARSE_ENCAPSULATED", "UNIFORM_TERNARY", "SPARSE_TERNARY")
+
+
+@dataclass(frozen=True)
+class CKKSParams:
+    """CKKS parameters a backend is built from (all backends read the fields they understand).
+
+    ``levels`` is the number of multiplicative levels available to the program: after fresh
+    encryption and, with bootstrapping, after every bootstrap. ``insecure`` must be set explicitly
+    to run below 128-bit security; reports then say ``security_bits = 0``.
+    """
+
+    ring_dimension: int = 65536
+    scale_bits: int = 59
+    first_mod_bits: int = 60
+    levels: int = 9
+    bootstrap: bool = True
+    level_budget: tuple[int, int] = (3, 3)
+    secret_key_dist: str = "SPARSE_ENCAPSULATED"
+    bootstrap_iterations: int = 1
+    slots: int | None = None
+    insecure: bool = False
+    threads: int | None = None
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n = self.ring_dimension
+        if n < 16 or n & (n - 1):
+            raise ConfigError(f"ckks.ring_dimension must be a power of two >= 16, got {n}")
+        if self.levels < 1:
+            raise ConfigError(f"ckks.levels must be >= 1, got {self.levels}")
+        if self.secret_key_dist not in SECRET_KEY_DISTS:
+            raise ConfigError(
+                f"ckks.secret_key_dist {self.secret_key_dist!r} unknown; known: {list(SECRET_KEY_DISTS)}"
+            )
+        if self.slots is not None and (self.slots < 1 or self.slots > n // 2 or self.slots & (self.slots - 1)):
+            raise ConfigError(f"ckks.slots must be a power of two <= ring_dimension/2, got {self.slots}")
+
+    @property
+    def slot_count(self) -> int:
+        return self.slots or self.ring_dimension // 2
+
+    def with_(self, **changes: Any) -> CKKSParams:
+        return replace(self, **changes)
+
+
+def security_bits_for(ring_dimension: int, total_modulus_bits: int) -> int:
+    """128 when ``total_modulus_bits`` fits the HE-standard table for the ring dimension, else 0."""
+    limit = HE_STANDARD_128_MAX_LOGQ.get(ring_dimension)
+    return 128 if limit is not None and total_modulus_bits <= limit else 0
+
+
+def check_security(params: CKKSParams, total_modulus_bits: int) -> int:
+    """Return the security level, raising :class:`SecurityError` when below 128 bits without opt-in."""
+    bits = security_bits_for(params.ring_dimension, total_modulus_bits)
+    if bits < 128 and not params.insecure:
+        limit = HE_STANDARD_128_MAX_LOGQ.get(params.ring_dimension, 0)
+        raise SecurityError(
+            f"CKKS parameters are below 128-bit security: ring dimension {params.ring_dimension} allows "
+            f"at most {limit} modulus bits, these need {total_modulus_bits}. Raise ckks.ring_dimension, "
+            f"lower ckks.levels, or set ckks.insecure = true to opt out (reports will say so)."
+        )
+    return bits
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a configured backend can do; the engine checks a program against it before any work."""
+
+    backend: str
+    slots: int
+    ring_dimension: int
+    max_level: int
+    bootstrapping: bool
+    level_after_bootstrap: int | None
+    security_bits: int
+    precision_bits: float
+    scale_bits: int
+
+    def describe(self) -> str:
+        boot = f"bootstrapping to level {self.level_after_bootstrap}" if self.bootstrapping else "no bootstrapping"
+        sec = f"{self.security_bits}-bit" if self.security_bits else "INSECURE (opted out)"
+        return (
+            f"{self.backend}: N={self.ring_dimension}, {self.slots} slots, max level {self.max_level}, "
+            f"{boot}, {sec}"
+        )
+
+
+@dataclass(frozen=True)
+class KeyRequest:
+    """Which evaluation keys a compiled program needs (rotation keys for exactly these amounts)."""
+
+    rotations: frozenset[int] = frozenset()
+    bootstrap: bool = False
+    relinearization: bool = True
+
+
+class OpCounter:
+    """Counts operations by (kind, level) and accumulates their wall time.
+
+    Every evaluator owns one; the simulator turns counts into predicted latency, real backends use
+    the timings for the per-layer breakdown.
+    """
+
+    def __init__(self) -> None:
+        self.counts: Counter[tuple[str, int]] = Counter()
+        self.seconds: Counter[tuple[str, int]] = Counter()
+
+    def record(self, kind: str, level: int, seconds: float = 0.0, n: int = 1) -> None:
+        self.counts[(kind, level)] += n
+        self.seconds[(kind, level)] += seconds
+
+    def total(self, kind: str | None = None) -> int:
+        return sum(c for (k, _), c in self.counts.items() if kind is None or k == kind)
+
+    def snapshot(self) -> Counter[tuple[str, int]]:
+        return Counter(self.counts)
+
+    def reset(self) -> None:
+        self.counts.clear()
+        self.seconds.clear()
+
+
+class Client(ABC):
+    """Client side: owns the secret key."""
+
+    @abstractmethod
+    def encrypt(self, values: np.ndarray, level: int | None = None) -> Any:
+        """Encrypt a real vector of length <= slots (zero-padded) at ``level`` (default: max)."""
+
+    @abstractmethod
+    def decrypt(self, ciphertext: Any, length: int | None = None) -> np.ndarray:
+        """Decrypt to a float64 vector (first ``length`` slots, default all)."""
+
+
+class Evaluator(ABC):
+    """Server side: evaluation keys only. All operations return new ciphertexts."""
+
+    capabilities: Capabilities
+    counter: OpCounter
+
+    @abstractmethod
+    def level(self, ct: Any) -> int:
+        """Remaining multiplicative levels of ``ct``."""
+
+    @abstractmethod
+    def add(self, a: Any, b: Any) -> Any: ...
+
+    @abstractmethod
+    def add_plain(self, a: Any, values: np.ndarray) -> Any: ...
+
+    @abstractmethod
+    def add_scalar(self, a: Any, value: float) -> Any: ...
+
+    @abstractmethod
+    def multiply(self, a: Any, b: Any) -> Any:
+        """Ciphertext product, relinearized and rescaled: level ``min(a, b) - 1``."""
+
+    @abstractmethod
+    def multiply_plain(self, a: Any, values: np.ndarray) -> Any:
+        """Slot-wise product with a plaintext vector, rescaled: level ``a - 1``."""
+
+    @abstractmethod
+    def multiply_scalar(self, a: Any, value: float) -> Any:
+        """Product with a real constant, rescaled: level ``a - 1``."""
+
+    @abstractmethod
+    def rotate(self, a: Any, steps: int) -> Any:
+        """Cyclic left rotation of the slot vector by ``steps`` (needs that rotation key)."""
+
+    def rotate_hoisted(self, a: Any, steps: Sequence[int]) -> dict[int, Any]:
+        """Several rotations of one ciphertext; backends override with real hoisting."""
+        return {s: (a if s % self.capabilities.slots == 0 else self.rotate(a, s)) for s in steps}
+
+    @abstractmethod
+    def level_reduce(self, a: Any, level: int) -> Any:
+        """Drop RNS limbs so that ``a`` is at ``level`` (<= its current level)."""
+
+    @abstractmethod
+    def chebyshev(self, a: Any, coefficients: np.ndarray) -> Any:
+        """Evaluate ``sum_k c_k T_k(t)`` (numpy convention) on slots ``t`` in [-1, 1].
+
+        Consumes :meth:`chebyshev_depth` levels.
+        """
+
+    def chebyshev_depth(self, degree: int) -> int:
+        return chebyshev_depth(degree)
+
+    def bootstrap(self, a: Any) -> Any:
+        from .errors import CapabilityError
+
+        raise CapabilityError(f"backend {self.capabilities.backend!r} cannot bootstrap")
+
+    # ----------------------------------------------------------------- shared helpers
+    def _require(self, kind: str, level: int, needed: int = 1) -> None:
+        if level - needed < 0:
+            raise OutOfLevelsError(
+                f"{kind} needs {needed} level(s) but the ciphertext has {level} left; "
+                f"the program needs a bootstrap earlier or more levels (ckks.levels)"
+            )
+
+    def _timed(self, kind: str, level: int, start: float, n: int = 1) -> None:
+        self.counter.record(kind, level, time.perf_counter() - start, n)
+
+
+class Backend(ABC):
+    """A CKKS library behind the contract; registered through the ``olafhe_backends`` hook."""
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+
+    def __init__(self, params: CKKSParams | None = None) -> None:
+        self.params = params or CKKSParams()
+
+    @abstractmethod
+    def capabilities(self) -> Capabilities:
+        """Capabilities of this configuration (no keys are generated)."""
+
+    @abstractmethod
+    def keygen(self, request: KeyRequest) -> tuple[Client, Evaluator]:
+        """Generate keys; the evaluator receives evaluation keys only."""
+
+    def chebyshev_depth(self, degree: int) -> int:
+        """Levels one Chebyshev series of ``degree`` consumes on this backend."""
+        return chebyshev_depth(degree)
+
+    def cost_table(self) -> CostTable | None:
+        """The measured per-operation cost table for this configuration, if one is shipped."""
+        from .costs import load_cost_table
+
+        return load_cost_table(self.name, self.params.ring_dimension, missing_ok=True)
+
+
+def normalize_rotations(steps: Iterable[int], slots: int) -> frozenset[int]:
+    """Rotation amounts reduced mod ``slots``, without the identity."""
+    return frozenset(int(s) % slots for s in steps if int(s) % slots)
+
+
+# Imported late for the type annotation only.
+from .costs import CostTable  # noqa: E402

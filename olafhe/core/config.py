@@ -1,0 +1,244 @@
+"""Typed configuration: TOML files validated into dataclasses, with dotted ``--set`` overrides.
+
+Every section and key is declared below; an unknown key or a value of the wrong type is a
+:class:`~olafhe.core.errors.ConfigError` naming the dotted key. ``--set model.name=resnet44`` parses
+the value as a TOML literal (``3``, ``true``, ``[7, 15]``, ``"x"``) and falls back to a plain string.
+Plugin-specific parameters go in free-form tables (``approximator_params``, ``optimizer_params``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomli
+
+from .errors import ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class ModelConfig:
+    name: str = "resnet20"
+    checkpoint: str = ""          # relative paths resolve against the data directory
+    num_classes: int = 10
+
+
+@dataclass
+class DataConfig:
+    dir: str = ""                 # "" -> $OLAFHE_DATA, else ../shared/data next to the repository
+    dataset: str = "cifar10"
+    calibration_images: int = 5000
+    batch_size: int = 500
+    seed: int = 0
+
+
+@dataclass
+class CalibrationConfig:
+    bins: int = 2048
+    out: str = ""                 # default: .cache/<model>-calibration.json
+
+
+@dataclass
+class ApproximationConfig:
+    approximator: str = "wls"
+    activation: str = "relu"
+    degrees: list[int] = field(default_factory=list)       # [] -> the approximator's defaults
+    approximator_params: dict = field(default_factory=dict)
+
+
+@dataclass
+class OptimizerConfig:
+    name: str = "dp"
+    accuracy_drop: float = 0.3    # allowed drop in points on calibration images
+    eval_images: int = 2000       # calibration images used to tune the budget
+    leveled: bool = False         # no bootstraps: total depth must fit max_level
+    max_level: int = 0            # 0 -> the backend's
+    optimizer_params: dict = field(default_factory=dict)
+
+
+@dataclass
+class CKKSConfig:
+    ring_dimension: int = 65536
+    scale_bits: int = 59
+    first_mod_bits: int = 60
+    levels: int = 9
+    bootstrap: bool = True
+    level_budget: list[int] = field(default_factory=lambda: [3, 3])
+    secret_key_dist: str = "SPARSE_ENCAPSULATED"
+    bootstrap_iterations: int = 1
+    insecure: bool = False
+    threads: int = 0
+    noise: bool = True            # simulator: inject CKKS-like noise
+
+
+@dataclass
+class BackendConfig:
+    name: str = "simulator"
+    cost_backend: str = "openfhe"  # whose cost table drives the optimizer and predictions
+    ckks: CKKSConfig = field(default_factory=CKKSConfig)
+
+
+@dataclass
+class RunConfig:
+    infer_images: int = 1
+    evaluate_limit: int = 0       # 0 -> all test images
+    out: str = "results"
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
+    approximation: ApproximationConfig = field(default_factory=ApproximationConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    backend: BackendConfig = field(default_factory=BackendConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+    source: str = field(default="", metadata={"internal": True})
+
+    # ----------------------------------------------------------------- derived
+    def data_dir(self) -> Path:
+        """The data directory: config value, else ``$OLAFHE_DATA``, else ``../shared/data``."""
+        from ..data.paths import resolve_data_dir
+
+        return resolve_data_dir(self.data.dir or None)
+
+    def to_dict(self) -> dict:
+        doc = dataclasses.asdict(self)
+        doc.pop("source", None)
+        return doc
+
+
+# ------------------------------------------------------------------------------------------------
+def _check_type(value: Any, tp: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(tp):
+            try:
+                return _check_type(value, arg, key)
+            except ConfigError:
+                continue
+        raise ConfigError(f"config key {key!r}: {value!r} does not match {tp}")
+    if tp is type(None):
+        if value is None:
+            return None
+        raise ConfigError(f"config key {key!r}: expected nothing, got {value!r}")
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"config key {key!r}: expected a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"config key {key!r}: expected an integer, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"config key {key!r}: expected true or false, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"config key {key!r}: expected a string, got {value!r}")
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"config key {key!r}: expected a list, got {value!r}")
+        (arg,) = typing.get_args(tp) or (Any,)
+        return [_check_type(v, arg, f"{key}[{i}]") for i, v in enumerate(value)]
+    if tp is dict or origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key {key!r}: expected a table, got {value!r}")
+        return dict(value)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, key)
+    raise ConfigError(f"config key {key!r}: unsupported type {tp}")  # pragma: no cover
+
+
+def _build(cls: type, data: Any, prefix: str = "") -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"config section {prefix or '<root>'!r} must be a table, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
+    kwargs = {}
+    for key, value in data.items():
+        dotted = f"{prefix}.{key}" if prefix else key
+        if key not in fields:
+            raise ConfigError(f"unknown config key {dotted!r}; known in this section: {', '.join(fields)}")
+        kwargs[key] = _check_type(value, hints[key], dotted)
+    return cls(**kwargs)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Parse ``a.b.c=VALUE`` into a key path and a TOML-typed value."""
+    if "=" not in text:
+        raise ConfigError(f"--set expects KEY=VALUE, got {text!r}")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"--set has an empty key in {text!r}")
+    try:
+        value = tomli.loads(f"v = {raw}")["v"]
+    except tomli.TOMLDecodeError:
+        value = raw
+    return key.split("."), value
+
+
+def apply_overrides(doc: dict, overrides: list[str]) -> dict:
+    for text in overrides:
+        path, value = parse_override(text)
+        node = doc
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {text!r}: {part!r} is not a section")
+            node = child
+        node[path[-1]] = value
+    return doc
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Load a TOML config (or the defaults when ``path`` is None) and apply ``--set`` overrides."""
+    doc: dict = {}
+    source = ""
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        try:
+            doc = tomli.loads(path.read_text())
+        except tomli.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+        source = str(path)
+    doc = apply_overrides(doc, list(overrides or []))
+    config = _build(Config, doc)
+    config.source = source
+    _validate(config)
+    return config
+
+
+def _validate(config: Config) -> None:
+    checks = [
+        (config.data.calibration_images > 0, "data.calibration_images must be positive"),
+        (config.data.batch_size > 0, "data.batch_size must be positive"),
+        (config.calibration.bins >= 8, "calibration.bins must be >= 8"),
+        (0 <= config.optimizer.accuracy_drop <= 100, "optimizer.accuracy_drop must be in [0, 100] points"),
+        (config.optimizer.eval_images > 0, "optimizer.eval_images must be positive"),
+        (all(d >= 1 for d in config.approximation.degrees), "approximation.degrees must all be >= 1"),
+        (len(config.backend.ckks.level_budget) == 2, "backend.ckks.level_budget must have two entries"),
+        (config.run.infer_images >= 0, "run.infer_images must be >= 0"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)
+
+
+def env_flag(name: str) -> bool:
+    return os.environ.get(name, "").lower() in ("1", "true", "yes")

@@ -1,0 +1,203 @@
+"""Per-operation cost tables and the latency cost model.
+
+A cost table gives seconds per operation kind at each level for one backend configuration, measured on
+a machine by ``olafhe costs --backend NAME``. Shipped tables live in ``olafhe/costs/`` as
+``{backend}-N{ring_dimension}.json``::
+
+    {"format": "olafhe-costs", "version": 1, "backend": "openfhe", "ring_dimension": 65536,
+     "machine": {...}, "created": "2026-11-25T...", "params": {...},
+     "ops": {"multiply": {"0": 0.01, "1": 0.02, ...}, "rotate": {...}, ...},
+     "bootstrap": {"9": 20.5, ...}}            # levels after bootstrap -> seconds per bootstrap
+
+Op kinds: add, add_plain, add_scalar, multiply, multiply_plain, multiply_scalar, rotate,
+rotate_hoisted (each rotation after the shared precomputation), hoist_precompute, level_reduce,
+encode (one plaintext vector at that level), chebyshev_<degree> (optional, measured whole-series).
+Levels between measured ones are interpolated linearly (cost grows about linearly in RNS limbs).
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from .approximation import chebyshev_depth, chebyshev_nonscalar_mults
+from .errors import DataError
+
+FORMAT = "olafhe-costs"
+VERSION = 1
+OP_KINDS = (
+    "add", "add_plain", "add_scalar", "multiply", "multiply_plain", "multiply_scalar", "rotate",
+    "rotate_hoisted", "hoist_precompute", "level_reduce", "encode",
+)
+
+
+@dataclass
+class CostTable:
+    """Seconds per operation kind and level for one backend and ring dimension."""
+
+    backend: str
+    ring_dimension: int
+    ops: dict[str, dict[int, float]]
+    bootstrap: dict[int, float] = field(default_factory=dict)
+    machine: dict = field(default_factory=dict)
+    params: dict = field(default_factory=dict)
+    created: str = ""
+
+    def cost(self, kind: str, level: int) -> float:
+        """Seconds for one ``kind`` operation at ``level`` (interpolated/extrapolated linearly)."""
+        if kind.startswith("chebyshev_") and kind not in self.ops:
+            return self.chebyshev_cost(int(kind.split("_")[1]), level)
+        table = self.ops.get(kind)
+        if not table:
+            if kind == "rotate_hoisted" and "rotate" in self.ops:
+                return self.cost("rotate", level)
+            if kind in ("hoist_precompute", "level_reduce", "encode"):
+                return 0.0
+            raise DataError(f"cost table {self.backend}-N{self.ring_dimension} has no entry for {kind!r}")
+        levels = np.array(sorted(table), dtype=np.float64)
+        values = np.array([table[int(lv)] for lv in levels])
+        if len(levels) == 1:
+            return float(values[0])
+        if level <= levels[0] or level >= levels[-1]:
+            # linear extrapolation from the two nearest points, never below a tenth of the smallest
+            i = 0 if level <= levels[0] else len(levels) - 2
+            slope = (values[i + 1] - values[i]) / (levels[i + 1] - levels[i])
+            est = values[i] + slope * (level - levels[i])
+            return float(max(est, 0.1 * values.min()))
+        return float(np.interp(level, levels, values))
+
+    def bootstrap_cost(self, level_after: int) -> float:
+        if not self.bootstrap:
+            raise DataError(f"cost table {self.backend}-N{self.ring_dimension} has no bootstrap costs")
+        if level_after in self.bootstrap:
+            return float(self.bootstrap[level_after])
+        keys = np.array(sorted(self.bootstrap), dtype=np.float64)
+        vals = np.array([self.bootstrap[int(k)] for k in keys])
+        if len(keys) == 1:
+            return float(vals[0])
+        return float(np.interp(level_after, keys, vals, left=None, right=None)) if keys[0] <= level_after <= keys[-1] \
+            else float(vals[0] + (vals[-1] - vals[0]) / (keys[-1] - keys[0]) * (level_after - keys[0]))
+
+    def chebyshev_cost(self, degree: int, level: int) -> float:
+        """Model of one Chebyshev series: PS products at the levels they run at, plus scalar work."""
+        measured = self.ops.get(f"chebyshev_{degree}")
+        if measured:
+            return self.cost(f"chebyshev_{degree}", level)
+        depth = chebyshev_depth(degree)
+        mults = chebyshev_nonscalar_mults(degree)
+        # products run between `level` and `level - depth`; charge the mean level
+        mid = max(level - depth / 2.0, 0.0)
+        return (mults * self.cost("multiply", round(mid))
+                + (degree + 1) * (self.cost("multiply_scalar", round(mid)) + self.cost("add", round(mid))))
+
+    def predict(self, counts: Mapping[tuple[str, int], int]) -> float:
+        """Predicted seconds for a program given operation counts by (kind, level)."""
+        total = 0.0
+        for (kind, level), n in counts.items():
+            if kind == "bootstrap":
+                total += n * self.bootstrap_cost(level)
+            else:
+                total += n * self.cost(kind, level)
+        return total
+
+    # ----------------------------------------------------------------- serialisation
+    def to_dict(self) -> dict:
+        return {
+            "format": FORMAT,
+            "version": VERSION,
+            "backend": self.backend,
+            "ring_dimension": self.ring_dimension,
+            "machine": self.machine,
+            "params": self.params,
+            "created": self.created,
+            "ops": {k: {str(lv): v for lv, v in sorted(t.items())} for k, t in self.ops.items()},
+            "bootstrap": {str(k): v for k, v in sorted(self.bootstrap.items())},
+        }
+
+    @classmethod
+    def from_dict(cls, doc: dict, origin: str = "cost table") -> CostTable:
+        if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+            raise DataError(f"{origin} is not an olafhe cost table (format != {FORMAT!r})")
+        if doc.get("version") != VERSION:
+            raise DataError(f"{origin}: unsupported cost table version {doc.get('version')!r}")
+        try:
+            return cls(
+                backend=str(doc["backend"]),
+                ring_dimension=int(doc["ring_dimension"]),
+                ops={k: {int(lv): float(v) for lv, v in t.items()} for k, t in doc["ops"].items()},
+                bootstrap={int(k): float(v) for k, v in doc.get("bootstrap", {}).items()},
+                machine=dict(doc.get("machine", {})),
+                params=dict(doc.get("params", {})),
+                created=str(doc.get("created", "")),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise DataError(f"{origin} is corrupt: {exc!r}") from exc
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=1))
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> CostTable:
+        path = Path(path)
+        try:
+            doc = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise DataError(f"cost table {path} does not exist") from None
+        except json.JSONDecodeError as exc:
+            raise DataError(f"cost table {path} is not valid JSON: {exc}") from exc
+        return cls.from_dict(doc, origin=str(path))
+
+
+def cost_table_filename(backend: str, ring_dimension: int) -> str:
+    return f"{backend}-N{ring_dimension}.json"
+
+
+def load_cost_table(backend: str, ring_dimension: int, missing_ok: bool = False) -> CostTable | None:
+    """Load the shipped table ``olafhe/costs/{backend}-N{ring_dimension}.json``."""
+    name = cost_table_filename(backend, ring_dimension)
+    ref = resources.files("olafhe") / "costs" / name
+    if not ref.is_file():
+        if missing_ok:
+            return None
+        raise DataError(
+            f"no cost table for backend {backend!r} at ring dimension {ring_dimension}; "
+            f"measure one with `olafhe costs --backend {backend} --set ckks.ring_dimension={ring_dimension}`"
+        )
+    return CostTable.from_dict(json.loads(ref.read_text()), origin=name)
+
+
+def machine_description() -> dict:
+    """Where a cost table was measured (CPU model, cores, memory, library versions)."""
+    import os
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem_gb = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                mem_gb = round(int(line.split()[1]) / 2**20, 1)
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gb": mem_gb,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }

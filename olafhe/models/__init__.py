@@ -1,0 +1,1 @@
+"""CIFAR ResNets (option-A shortcuts) and a small CNN for fast tests."""

@@ -1,0 +1,142 @@
+"""Engine + simulator: compilation, level flow, and agreement of the op-by-op and fast batch paths."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from numpy.polynomial import chebyshev as C
+
+from olafhe.backends.simulator import SimulatorBackend, simulate_logits
+from olafhe.core.approximation import Approximation
+from olafhe.core.backend import CKKSParams
+from olafhe.core.engine import compile_program, encrypted_inference
+from olafhe.core.errors import CapabilityError, OlafheError, OutOfLevelsError
+from olafhe.core.graph import Graph, Node
+from olafhe.core.plan import Plan, PlanLayer
+
+
+def tiny_graph(seed: int = 0) -> Graph:
+    """conv(s2) -> act1 -> conv + skip(act1) -> act2 -> avgpool -> flatten -> dense (a mini ResNet)."""
+    rng = np.random.default_rng(seed)
+    nodes = [
+        Node("x", "input", (), (3, 8, 8)),
+        Node("conv1", "conv2d", ("x",), (4, 4, 4), dict(weight=rng.normal(0, 0.4, (4, 3, 3, 3)),
+             bias=rng.normal(0, 0.1, 4), stride=(2, 2), padding=(1, 1))),
+        Node("act1", "activation", ("conv1",), (4, 4, 4), dict(kind="relu")),
+        Node("conv2", "conv2d", ("act1",), (4, 4, 4), dict(weight=rng.normal(0, 0.3, (4, 4, 3, 3)),
+             bias=rng.normal(0, 0.1, 4), stride=(1, 1), padding=(1, 1))),
+        Node("add", "add", ("conv2", "act1"), (4, 4, 4)),
+        Node("act2", "activation", ("add",), (4, 4, 4), dict(kind="relu")),
+        Node("pool", "avgpool2d", ("act2",), (4, 1, 1), dict(kernel=(4, 4), stride=(4, 4))),
+        Node("flat", "flatten", ("pool",), (4,)),
+        Node("fc", "dense", ("flat",), (3,), dict(weight=rng.normal(0, 1, (3, 4)), bias=rng.normal(0, 0.1, 3))),
+    ]
+    return Graph("tiny", nodes, "fc")
+
+
+def relu_fit(a: float, b: float, degree: int, layer: str) -> Approximation:
+    x = np.linspace(a, b, 2001)
+    t = (2 * x - (a + b)) / (b - a)
+    return Approximation("relu", "test", (a, b), (C.chebfit(t, np.maximum(x, 0), degree),), layer=layer)
+
+
+def activation_ranges(graph: Graph) -> dict[str, tuple[float, float]]:
+    seen: dict[str, tuple[float, float]] = {}
+    graph.forward(images(), hook=lambda n, v: seen.__setitem__(n, (float(v.min()), float(v.max()))))
+    return seen
+
+
+def tiny_plan(degree: int = 7, boot: tuple[bool, bool] = (False, False), levels: tuple[int, int] = (9, 5)) -> Plan:
+    ranges = activation_ranges(tiny_graph())
+    approx = {n: relu_fit(lo - 0.2 * (hi - lo), hi + 0.2 * (hi - lo), degree, n) for n, (lo, hi) in ranges.items()}
+    layers = [PlanLayer(n, approx[n], lv, bt, approx[n].depth) for n, lv, bt in zip(("act1", "act2"), levels, boot,
+                                                                                     strict=True)]
+    return Plan("tiny", "test", "test", layers, input_level=levels[0] + 1, ckks={})
+
+
+def images(n: int = 4) -> torch.Tensor:
+    return torch.from_numpy(np.random.default_rng(1).normal(0, 1, (n, 3, 8, 8))).float()
+
+
+def test_op_by_op_matches_fast_path_and_exact_polynomials() -> None:
+    graph, plan = tiny_graph(), tiny_plan()
+    backend = SimulatorBackend(CKKSParams(ring_dimension=1024, levels=12, bootstrap=False, insecure=True,
+                                          extra={"noise": False}))
+    program = compile_program(graph, {ly.name: ly for ly in plan.layers}, backend.capabilities().slots,
+                              plan.input_level)
+    client, server = backend.keygen(program.key_request())
+    x = images()
+    fast = simulate_logits(graph, plan, x)
+    exact = graph.forward(x.double(), {n: (lambda f: lambda v: torch.from_numpy(f(v.numpy())))(a)
+                                       for n, a in plan.approximations().items()}).numpy()
+    for i in range(len(x)):
+        logits, report = encrypted_inference(program, client, server, x[i].numpy())
+        np.testing.assert_allclose(logits, exact[i], atol=1e-9)
+        np.testing.assert_allclose(fast[i], exact[i], atol=2e-4)
+    # the input linear layer starts at the encryption level; activations run at their plan levels
+    acts = [s for s in report.steps if s["kind"] == "activation"]
+    assert [s["level_in"] for s in acts] == [9, 5]
+    assert acts[0]["level_out"] == 9 - plan.layers[0].depth
+
+
+def test_level_flow_and_out_of_levels() -> None:
+    graph = tiny_graph()
+    plan = tiny_plan(degree=15, levels=(3, 0))  # act2 cannot have its depth at level 0
+    backend = SimulatorBackend(CKKSParams(ring_dimension=1024, levels=12, bootstrap=False, insecure=True))
+    program = compile_program(graph, {ly.name: ly for ly in plan.layers}, 512, 4)
+    client, server = backend.keygen(program.key_request())
+    with pytest.raises(OlafheError):
+        encrypted_inference(program, client, server, images(1)[0].numpy())
+    ct = client.encrypt(np.ones(4), level=1)
+    ct = server.multiply_plain(ct, np.ones(4))
+    with pytest.raises(OutOfLevelsError):
+        server.multiply(ct, ct)
+
+
+def test_bootstrap_refreshes_and_counts() -> None:
+    graph = tiny_graph()
+    plan = tiny_plan(degree=7, boot=(False, True), levels=(4, 6))
+    backend = SimulatorBackend(CKKSParams(ring_dimension=1024, levels=6, bootstrap=True, insecure=True,
+                                          extra={"noise": False}))
+    program = compile_program(graph, {ly.name: ly for ly in plan.layers}, 512, plan.layers[0].level_in + 1)
+    assert program.bootstraps == 1
+    client, server = backend.keygen(program.key_request())
+    logits, report = encrypted_inference(program, client, server, images(1)[0].numpy())
+    assert server.counter.total("bootstrap") == 1
+    np.testing.assert_allclose(logits, simulate_logits(graph, plan, images(1))[0], atol=2e-4)
+    leveled = SimulatorBackend(CKKSParams(ring_dimension=1024, levels=6, bootstrap=False, insecure=True))
+    with pytest.raises(CapabilityError):
+        leveled.keygen(program.key_request())
+
+
+def test_noise_injection_magnitude() -> None:
+    backend = SimulatorBackend(CKKSParams(ring_dimension=2**16, levels=9, insecure=False,
+                                          extra={"noise": True, "bootstrap_precision_bits": 17.6}))
+    client, server = backend.keygen(program_free_request())
+    x = np.random.default_rng(0).uniform(-1, 1, backend.capabilities().slots)
+    ct = client.encrypt(x)
+    err_fresh = np.std(client.decrypt(ct) - x)
+    err_boot = np.std(client.decrypt(server.bootstrap(ct)) - x)
+    assert err_fresh < 1e-12
+    assert 0.5 * 2**-17.6 < err_boot < 2 * 2**-17.6
+
+
+def program_free_request():
+    from olafhe.core.backend import KeyRequest
+
+    return KeyRequest(bootstrap=True)
+
+
+def test_rotation_needs_key_and_layout_report() -> None:
+    graph, plan = tiny_graph(), tiny_plan()
+    program = compile_program(graph, {ly.name: ly for ly in plan.layers}, 512, plan.input_level)
+    report = program.linear_report()
+    assert [r["name"] for r in report] == ["conv1", "conv2", "fc"]
+    assert all(r["diagonals"] > 0 for r in report)
+    backend = SimulatorBackend(CKKSParams(ring_dimension=1024, levels=12, bootstrap=False, insecure=True))
+    _, server = backend.keygen(program.key_request())
+    missing = next(k for k in range(1, 512) if k not in program.rotations)
+    ct = backend.keygen(program.key_request())[0].encrypt(np.ones(8))
+    with pytest.raises(OlafheError, match="rotation key"):
+        server.rotate(ct, missing)

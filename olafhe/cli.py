@@ -1,0 +1,279 @@
+"""The ``olafhe`` command line (see shared/CONTRACT.md for the commands and JSON outputs).
+
+Every command exits non-zero with a one-line ``olafhe: error: ...`` message on bad input; ``--json``
+prints exactly one JSON object on stdout (progress bars and logs go to stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .core.errors import OlafheError
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _config(args: argparse.Namespace):  # noqa: ANN202
+    from .core.config import load_config
+
+    return load_config(args.config, args.set)
+
+
+def _plan(path: str | None):  # noqa: ANN202
+    from .core.plan import Plan
+
+    if not path:
+        return None
+    plan = Plan.load(path)
+    plan.source = str(path)  # type: ignore[attr-defined]
+    return plan
+
+
+def _emit(result: dict, as_json: bool, text: str) -> None:
+    if as_json:
+        print(json.dumps(result))
+    else:
+        print(text)
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    from .core.plugins import registry
+
+    sources = registry().sources()
+    if args.json:
+        print(json.dumps(sources))
+        return 0
+    for kind, regs in sources.items():
+        print(f"{kind}:")
+        for name, src in regs.items():
+            cls = registry().get(kind, name)
+            print(f"  {name:<20} {src:<12} {getattr(cls, 'description', '')}")
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from .pipeline import run_calibration
+
+    config = _config(args)
+    result = run_calibration(config, args.out, progress=not args.no_progress, log=_log)
+    print(f"{'layer':<20} {'min':>9} {'max':>9} {'mean':>9} {'std':>9}")
+    for s in result.layers:
+        print(f"{s.name:<20} {s.min:9.3f} {s.max:9.3f} {s.mean:9.3f} {s.std:9.3f}")
+    print(f"{len(result.layers)} layers, {result.images} images, {result.seconds:.1f} s")
+    return 0
+
+
+def cmd_candidates(args: argparse.Namespace) -> int:
+    from .approximators.table import candidate_table, format_table
+    from .pipeline import approximator_for, get_calibration, load
+
+    config = _config(args)
+    loaded = load(config)
+    calib = get_calibration(config, loaded, _log, progress=not args.no_progress)
+    approx = approximator_for(config, args.approximator)
+    degrees = [int(d) for d in args.degrees.split(",")] if args.degrees else approx.default_degrees()
+    rows = candidate_table(approx, calib, degrees)
+    if args.json:
+        print(json.dumps(rows))
+    else:
+        print(format_table(rows))
+    return 0
+
+
+def format_plan(plan) -> str:  # noqa: ANN001
+    lines = [f"{'layer':<18} {'deg':>4} {'interval':>19} {'wmse':>10} {'depth':>5} {'lvl in':>6} {'boot':>4}"]
+    for ly in plan.layers:
+        a = ly.approximation
+        lines.append(f"{ly.name:<18} {a.degree:>4} [{a.interval[0]:8.3f},{a.interval[1]:8.3f}] "
+                     f"{a.weighted_mse:10.2e} {ly.depth:>5} {ly.level_in:>6} {'yes' if ly.bootstrap_before else '':>4}")
+    p = plan.predicted
+    acc = p.get("accuracy")
+    lines.append(f"bootstraps {plan.bootstraps}, levels after bootstrap {plan.ckks.get('levels')}, input level "
+                 f"{plan.input_level}; predicted latency {p.get('latency_s', float('nan')):.1f} s, accuracy on "
+                 f"tuning images {acc if acc is None else f'{acc:.2f}%'}")
+    return "\n".join(lines)
+
+
+def cmd_optimize(args: argparse.Namespace) -> int:
+    from .pipeline import run_optimize
+
+    config = _config(args)
+    result = run_optimize(config, args.approximator, args.optimizer, log=_log, progress=not args.no_progress)
+    out = Path(args.out or f"results/{config.model.name}-{result.plan.approximator}-{result.plan.optimizer}.json")
+    result.plan.save(out)
+    print(format_plan(result.plan))
+    print(f"plan written to {out} ({result.seconds:.1f} s)")
+    if args.png:
+        from .report import plot_degrees
+
+        plot_degrees({f"{result.plan.approximator}/{result.plan.optimizer}": result.plan}, args.png)
+        print(f"degrees plot written to {args.png}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .pipeline import run_evaluate
+
+    config = _config(args)
+    plan = _plan(args.plan)
+    result = run_evaluate(config, plan, args.limit, progress=not args.no_progress,
+                          backend=args.backend or "simulator")
+    if "accuracy" in result:
+        result = {k: result[k] for k in ("images", "correct", "accuracy", "backend", "plan")} | \
+            {"seconds": result.get("seconds")}
+    _emit(result, args.json, json.dumps(result, indent=1))
+    return 0
+
+
+def cmd_infer(args: argparse.Namespace) -> int:
+    from .pipeline import run_infer
+
+    config = _config(args)
+    plan = _plan(args.plan)
+    result = run_infer(config, plan, args.limit or config.run.infer_images or 1, args.backend,
+                       progress=not args.no_progress, log=_log)
+    _emit(result, args.json, json.dumps(result, indent=1))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .pipeline import load, run_evaluate, run_infer, run_optimize
+
+    config = _config(args)
+    loaded = load(config)
+    _log(f"== {config.model.name}: plaintext accuracy")
+    plain = run_evaluate(config, None, config.run.evaluate_limit or None, loaded=loaded)
+    _log(f"   {plain['correct']}/{plain['images']} = {plain['accuracy']:.2f}%")
+    _log("== optimize")
+    opt = run_optimize(config, log=_log, loaded=loaded)
+    out_dir = Path(args.out or config.run.out)
+    plan_path = opt.plan.save(out_dir / f"{config.model.name}-plan.json")
+    print(format_plan(opt.plan))
+    _log("== simulator, test set")
+    sim = run_evaluate(config, opt.plan, config.run.evaluate_limit or None, loaded=loaded)
+    _log(f"   {sim['correct']}/{sim['images']} = {sim['accuracy']:.2f}% in {sim['seconds']:.1f} s")
+    enc = None
+    if config.run.infer_images:
+        _log(f"== encrypted inference on {config.backend.name}, {config.run.infer_images} image(s)")
+        enc = run_infer(config, opt.plan, config.run.infer_images, loaded=loaded, log=_log)
+    report = {"model": config.model.name, "plan": str(plan_path), "plaintext": plain, "simulator": sim,
+              "encrypted": enc, "predicted_latency_s": opt.plan.predicted.get("latency_s"),
+              "bootstraps": opt.plan.bootstraps}
+    (out_dir / f"{config.model.name}-run.json").write_text(json.dumps(report, indent=1))
+    print(json.dumps({k: v for k, v in report.items() if k != "encrypted"} | {
+        "encrypted": None if enc is None else {k: enc[k] for k in ("images", "correct", "agree_with_simulator",
+                                                                   "seconds_per_image", "peak_rss_mb",
+                                                                   "security_bits", "bootstraps")}}, indent=1))
+    return 0
+
+
+def cmd_costs(args: argparse.Namespace) -> int:
+    from .backends.measure import measure_cost_table
+    from .core.costs import cost_table_filename
+    from .pipeline import make_backend
+
+    config = _config(args)
+    backend = make_backend(config, args.backend)
+    levels = [int(v) for v in args.levels.split(",")] if args.levels else None
+    table = measure_cost_table(backend, levels=levels, bootstrap=backend.capabilities().bootstrapping)
+    out = Path(args.out) if args.out else Path(__file__).parent / "costs" / cost_table_filename(
+        backend.name, backend.params.ring_dimension)
+    table.save(out)
+    print(f"cost table written to {out}")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .report import run_bench
+
+    run_bench(args.configs, Path(args.out), set_overrides=args.set, log=_log, encrypted=args.encrypted,
+              limit=args.limit)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="olafhe", description="Encrypted CNN inference with layerwise polynomials")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def common(sp: argparse.ArgumentParser, config: bool = True) -> None:
+        if config:
+            sp.add_argument("config", help="TOML config, e.g. configs/resnet20.toml")
+        sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
+        sp.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    sp = sub.add_parser("plugins", help="list backends, approximators and optimizers")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(fn=cmd_plugins)
+
+    sp = sub.add_parser("calibrate", help="record activation input statistics")
+    common(sp)
+    sp.add_argument("--out")
+    sp.set_defaults(fn=cmd_calibrate)
+
+    sp = sub.add_parser("candidates", help="table of candidate approximations per layer and degree")
+    common(sp)
+    sp.add_argument("--approximator")
+    sp.add_argument("--degrees", help="comma-separated degrees")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(fn=cmd_candidates)
+
+    sp = sub.add_parser("optimize", help="choose degrees, bootstraps and levels; write a plan")
+    common(sp)
+    sp.add_argument("--approximator")
+    sp.add_argument("--optimizer")
+    sp.add_argument("--out")
+    sp.add_argument("--png", help="save a plot of degrees per layer")
+    sp.set_defaults(fn=cmd_optimize)
+
+    for name, fn, helptext in (("evaluate", cmd_evaluate, "accuracy on the test set (plaintext or simulator)"),
+                               ("infer", cmd_infer, "encrypted inference of a few test images")):
+        sp = sub.add_parser(name, help=helptext)
+        common(sp)
+        sp.add_argument("--plan", required=(name == "infer"))
+        sp.add_argument("--backend")
+        sp.add_argument("--limit", type=int)
+        sp.add_argument("--json", action="store_true")
+        sp.set_defaults(fn=fn)
+
+    sp = sub.add_parser("run", help="the main job: calibrate, optimize, evaluate, encrypted inference, report")
+    common(sp)
+    sp.add_argument("--out")
+    sp.set_defaults(fn=cmd_run)
+
+    sp = sub.add_parser("costs", help="measure a backend's per-operation cost table")
+    common(sp)
+    sp.add_argument("--backend")
+    sp.add_argument("--levels", help="comma-separated levels to measure")
+    sp.add_argument("--out")
+    sp.set_defaults(fn=cmd_costs)
+
+    sp = sub.add_parser("bench", help="side-by-side comparison of approximators x optimizers x backends")
+    sp.add_argument("configs", nargs="+")
+    sp.add_argument("--out", default="results")
+    sp.add_argument("--set", action="append", default=[])
+    sp.add_argument("--encrypted", action="store_true", help="also measure encrypted latency (slow)")
+    sp.add_argument("--limit", type=int, help="test images for the simulator accuracy (default all)")
+    sp.set_defaults(fn=cmd_bench)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.fn(args) or 0)
+    except OlafheError as exc:
+        print(f"olafhe: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("olafhe: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

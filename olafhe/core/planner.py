@@ -1,0 +1,227 @@
+"""From calibration statistics to a Plan: candidates, the optimization problem, budget tuning.
+
+``build_problem`` turns a model graph, per-layer candidate approximations, per-layer sensitivities and
+a backend cost table into an :class:`~olafhe.core.interfaces.OptimizationProblem`: for every
+activation, the linear work that feeds it (its depth and its cost at each level, from the compiled
+program's diagonal and rotation counts), the residual structure, and each candidate's depth,
+distortion (sensitivity x weighted MSE) and cost per level.
+
+``tune_budget`` bisects the distortion budget until the fast simulator, on held-out calibration images,
+meets the accuracy target (plaintext accuracy minus the allowed drop). The test set is never used.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .approximation import Approximation
+from .costs import CostTable
+from .engine import ActivationStep, AddStep, LinearStep, Program
+from .errors import InfeasibleError, OlafheError
+from .interfaces import Candidate, DegreeOptimizer, LayerSlot, OptimizationProblem, Solution
+from .plan import Plan, PlanLayer
+
+
+def linear_step_seconds(step: LinearStep, costs: CostTable, level: int) -> float:
+    """Predicted seconds of one diagonal-method linear step starting at ``level``."""
+    if level < 1:
+        return float("inf")
+    babies = sum(1 for b in step.bsgs.babies if b)
+    giants = sum(1 for g in step.bsgs.giants if g)
+    d = step.diagonal_count
+    seconds = babies * costs.cost("rotate_hoisted", level) + (costs.cost("hoist_precompute", level) if babies else 0)
+    seconds += d * (costs.cost("multiply_plain", level) + costs.cost("encode", level))
+    seconds += max(d - 1, 0) * costs.cost("add", level - 1)
+    seconds += giants * costs.cost("rotate", level - 1) + costs.cost("add_plain", level - 1)
+    return seconds
+
+
+def activation_seconds(approx: Approximation, depth_of: Callable[[int], int], costs: CostTable, level: int) -> float:
+    """Predicted seconds of one activation (all Chebyshev stages, plus the composite's final product)."""
+    total, lv = 0.0, level
+    for d in approx.stage_degrees:
+        total += costs.cost(f"chebyshev_{d}", lv)
+        lv -= depth_of(d)
+    if approx.form == "relu-sign":
+        total += costs.cost("multiply", max(lv, 1))
+    return total
+
+
+def candidate_depth(approx: Approximation, depth_of: Callable[[int], int]) -> int:
+    return sum(depth_of(d) for d in approx.stage_degrees) + (1 if approx.form == "relu-sign" else 0)
+
+
+@dataclass
+class ProgramStructure:
+    """Per activation: the linear steps feeding it on the main and skip paths."""
+
+    main_steps: dict[str, list[LinearStep]]
+    skip: dict[str, tuple[str, list[LinearStep]]]
+    tail_steps: list[LinearStep]
+    order: list[str]
+
+
+def program_structure(program: Program) -> ProgramStructure:
+    """Trace each activation's input back to the activations it depends on (chains and residual adds)."""
+    producer = {s.out: s for s in program.steps}
+    order = [s.out for s in program.steps if isinstance(s, ActivationStep)]
+
+    def trace(value: str) -> tuple[str, list[LinearStep]]:
+        steps: list[LinearStep] = []
+        while value in producer and isinstance(producer[value], LinearStep):
+            step = producer[value]
+            steps.append(step)  # type: ignore[arg-type]
+            value = step.input  # type: ignore[union-attr]
+        return value, steps[::-1]
+
+    main: dict[str, list[LinearStep]] = {}
+    skip: dict[str, tuple[str, list[LinearStep]]] = {}
+    prev = program.input_name
+    for name in order:
+        src = producer[name].input  # type: ignore[union-attr]
+        origin = producer.get(src)
+        if isinstance(origin, AddStep):
+            branches = [trace(origin.a), trace(origin.b)]
+            branches.sort(key=lambda br: br[0] != prev)
+            (msrc, msteps), (ssrc, ssteps) = branches
+            if msrc != prev:
+                raise OlafheError(f"activation {name!r}: neither residual branch starts at the previous activation")
+            main[name], skip[name] = msteps, (ssrc, ssteps)
+        else:
+            msrc, msteps = trace(src)
+            if msrc != prev:
+                raise OlafheError(f"activation {name!r} does not follow the previous activation ({prev!r})")
+            main[name] = msteps
+        prev = name
+    src, tail = trace(program.output_name)
+    if src != prev:
+        raise OlafheError("the output does not follow the last activation")
+    return ProgramStructure(main, skip, tail, order)
+
+
+def build_problem(program: Program, candidates: dict[str, list[Candidate]], costs: CostTable,
+                  max_level: int, bootstrap_configs: dict[int, float]) -> OptimizationProblem:
+    struct = program_structure(program)
+    top = max([max_level, *bootstrap_configs]) if bootstrap_configs else max_level
+    levels = range(0, top + 1)
+    slots = []
+    for name in struct.order:
+        steps = struct.main_steps[name]
+        skip_src, skip_steps = struct.skip.get(name, (None, []))
+        seconds = {lv: sum(linear_step_seconds(s, costs, lv - i) for i, s in enumerate(steps))
+                   + sum(linear_step_seconds(s, costs, lv - i) for i, s in enumerate(skip_steps))
+                   for lv in levels if lv >= len(steps)}
+        seconds = {lv: v for lv, v in seconds.items() if math.isfinite(v)}
+        slots.append(LayerSlot(
+            name=name, candidates=tuple(candidates[name]), linear_depth=len(steps),
+            linear_seconds_by_level=seconds,
+            skip_from=None if skip_src in (None, program.input_name) else skip_src,
+            skip_depth=len(skip_steps),
+        ))
+    tail = struct.tail_steps
+    tail_seconds = {lv: sum(linear_step_seconds(s, costs, lv - i) for i, s in enumerate(tail))
+                    for lv in levels if lv >= len(tail)}
+    return OptimizationProblem(
+        layers=tuple(slots), max_level=max_level, bootstrap_configs=dict(bootstrap_configs),
+        tail_depth=len(tail), tail_seconds_by_level={k: v for k, v in tail_seconds.items() if math.isfinite(v)},
+    )
+
+
+def make_candidates(approximations: list[Approximation], sensitivity: float, depth_of: Callable[[int], int],
+                    costs: CostTable, top_level: int) -> list[Candidate]:
+    out = []
+    for approx in approximations:
+        depth = candidate_depth(approx, depth_of)
+        wmse = approx.weighted_mse if math.isfinite(approx.weighted_mse) else float("inf")
+        out.append(Candidate(
+            approximation=approx, depth=depth, distortion=sensitivity * wmse,
+            seconds_by_level={lv: activation_seconds(approx, depth_of, costs, lv)
+                              for lv in range(depth, top_level + 1)},
+        ))
+    return out
+
+
+def solution_to_plan(solution: Solution, problem: OptimizationProblem, model: str, approximator: str,
+                     optimizer: str, ckks: dict, predicted: dict | None = None) -> Plan:
+    layers = []
+    for slot, choice in zip(problem.layers, solution.choices, strict=True):
+        cand = slot.candidates[choice.candidate_index]
+        layers.append(PlanLayer(slot.name, cand.approximation, choice.level_in, choice.bootstrap_before, cand.depth))
+    ck = dict(ckks)
+    if solution.level_after_bootstrap is not None:
+        ck["levels"] = solution.level_after_bootstrap
+        ck["bootstrap"] = True
+    else:
+        ck["bootstrap"] = False
+    pred = {"latency_s": solution.predicted_seconds, "accuracy": None, "distortion": solution.distortion}
+    pred.update(predicted or {})
+    return Plan(model, approximator, optimizer, layers, solution.input_level, ck, pred)
+
+
+@dataclass
+class TuningResult:
+    plan: Plan
+    solution: Solution
+    budget: float
+    accuracy: float
+    target: float
+    history: list[dict] = field(default_factory=list)
+
+
+def tune_budget(optimizer: DegreeOptimizer, problem: OptimizationProblem,
+                make_plan: Callable[[Solution], Plan], accuracy_of: Callable[[Plan], float], target: float,
+                iterations: int = 8, log: Callable[[str], None] | None = None) -> TuningResult:
+    """Largest distortion budget (bisection in log space) whose plan meets ``target`` accuracy."""
+    finite = [[c.distortion for c in s.candidates if math.isfinite(c.distortion)] for s in problem.layers]
+    lo = sum(min(d) for d in finite)
+    hi = sum(max(d) for d in finite)
+    history: list[dict] = []
+
+    def attempt(budget: float) -> tuple[Solution, Plan, float] | None:
+        try:
+            sol = optimizer.optimize(problem, budget)
+        except InfeasibleError:
+            return None
+        plan = make_plan(sol)
+        acc = accuracy_of(plan)
+        history.append({"budget": budget, "accuracy": acc, "latency_s": sol.predicted_seconds,
+                        "bootstraps": sol.bootstraps})
+        if log:
+            log(f"budget {budget:.3e}: accuracy {acc:.2f}% latency {sol.predicted_seconds:.1f}s "
+                f"bootstraps {sol.bootstraps}")
+        return sol, plan, acc
+
+    if not optimizer.uses_budget:
+        res = attempt(float("inf"))
+        if res is None:
+            raise InfeasibleError(f"optimizer {optimizer.name!r} found no plan")
+        sol, plan, acc = res
+        return TuningResult(plan, sol, float("inf"), acc, target, history)
+    best = attempt(max(hi, lo) * 1.0000001)
+    if best is not None and best[2] >= target:
+        return TuningResult(best[1], best[0], hi, best[2], target, history)
+    tight = attempt(lo * 1.0000001 if lo > 0 else 1e-300)
+    if tight is None:
+        raise InfeasibleError("no plan fits the level constraints even at the most accurate candidates")
+    if tight[2] < target:
+        raise InfeasibleError(
+            f"even the most accurate candidates reach only {tight[2]:.2f}% < target {target:.2f}% on the "
+            "tuning images; allow higher degrees or a larger accuracy_drop"
+        )
+    good, good_budget = tight, lo
+    low, high = math.log(max(lo, 1e-300)), math.log(max(hi, lo * 10, 1e-299))
+    for _ in range(iterations):
+        mid = 0.5 * (low + high)
+        res = attempt(math.exp(mid))
+        if res is not None and res[2] >= target:
+            good, good_budget, low = res, math.exp(mid), mid
+        else:
+            high = mid
+    sol, plan, acc = good
+    return TuningResult(plan, sol, good_budget, acc, target, history)
+
+
+def top_level(problem: OptimizationProblem) -> int:
+    return max([problem.max_level, *problem.bootstrap_configs]) if problem.bootstrap_configs else problem.max_level

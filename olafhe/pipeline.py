@@ -1,0 +1,406 @@
+"""The job steps behind the CLI: model + graph, calibration, optimization, evaluation, inference.
+
+Each function takes a validated :class:`~olafhe.core.config.Config` and returns plain values (dicts,
+Plans, CalibrationResults) so the CLI, benchmarks and tests share one code path.
+
+Data discipline: calibration statistics come from the first ``data.calibration_images`` of a seeded
+shuffle of ``train_subset``; the optimizer's budget is tuned on the *next* ``optimizer.eval_images``
+of that shuffle (held out from the statistics, so out-of-interval inputs show up while tuning); the
+test set is only ever used for reporting.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import resource
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .core.backend import Backend, CKKSParams
+from .core.calibration import calibrate
+from .core.config import Config
+from .core.costs import CostTable, load_cost_table
+from .core.engine import Program, compile_program, encrypted_inference
+from .core.errors import ConfigError, DataError, OlafheError
+from .core.fx_import import import_model
+from .core.graph import Graph
+from .core.interfaces import Approximator, DegreeOptimizer
+from .core.plan import Plan
+from .core.planner import build_problem, make_candidates, solution_to_plan, tune_budget
+from .core.plugins import registry
+from .core.stats import CalibrationResult
+from .data.cifar import balanced_subset, load_cifar10, to_tensor
+from .data.paths import cache_dir
+from .models import build_model
+
+Log = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+# ------------------------------------------------------------------------------------------------
+# model, data
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Loaded:
+    model: torch.nn.Module
+    graph: Graph
+    data_dir: Path
+
+
+def load(config: Config) -> Loaded:
+    data_dir = config.data_dir()
+    model = build_model(config.model.name, config.model.checkpoint or None, data_dir)
+    graph = import_model(model, (3, 32, 32), name=config.model.name)
+    return Loaded(model, graph, data_dir)
+
+
+def calibration_split(config: Config, data_dir: Path) -> tuple[torch.Tensor, np.ndarray, torch.Tensor, np.ndarray]:
+    """(calibration images, labels, tuning images, labels) from train_subset, disjoint."""
+    x, y = load_cifar10("train_subset", data_dir)
+    n_cal, n_tune = config.data.calibration_images, config.optimizer.eval_images
+    if n_cal + n_tune > len(x):
+        raise ConfigError(
+            f"data.calibration_images ({n_cal}) + optimizer.eval_images ({n_tune}) exceed the {len(x)} "
+            "calibration images available"
+        )
+    order = np.random.default_rng(config.data.seed).permutation(len(x))
+    cal, tune = order[:n_cal], order[n_cal:n_cal + n_tune]
+    return to_tensor(x[cal]), y[cal], to_tensor(x[tune]), y[tune]
+
+
+def test_set(data_dir: Path, limit: int | None) -> tuple[torch.Tensor, np.ndarray]:
+    x, y = load_cifar10("test", data_dir)
+    if limit:
+        idx = balanced_subset(y, min(limit, len(y)), seed=0)
+        x, y = x[idx], y[idx]
+    return to_tensor(x), y
+
+
+def predict(graph: Graph, images: torch.Tensor, batch_size: int, plan: Plan | None = None,
+            noise_bits: float | None = None, progress: bool = False) -> np.ndarray:
+    """Logits of the exact model (no plan) or of the plan's approximations (fast simulator path)."""
+    if plan is not None:
+        from .backends.simulator import simulate_logits
+
+        return simulate_logits(graph, plan, images, batch_size, noise_bits=noise_bits, progress=progress)
+    out = []
+    it = range(0, len(images), batch_size)
+    if progress:
+        from tqdm import tqdm
+
+        it = tqdm(it, desc="evaluate", unit="batch")
+    with torch.no_grad():
+        for s in it:
+            out.append(graph.forward(images[s:s + batch_size]).numpy())
+    return np.concatenate(out)
+
+
+# ------------------------------------------------------------------------------------------------
+# calibration
+# ------------------------------------------------------------------------------------------------
+
+
+def _config_hash(config: Config, *sections: str) -> str:
+    doc = {s: getattr(config, s).__dict__ if hasattr(getattr(config, s), "__dict__") else getattr(config, s)
+           for s in sections}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
+def run_calibration(config: Config, out: str | None = None, progress: bool = True, log: Log = _quiet,
+                    loaded: Loaded | None = None) -> CalibrationResult:
+    loaded = loaded or load(config)
+    cal_x, _, _, _ = calibration_split(config, loaded.data_dir)
+    log(f"calibrating {config.model.name} on {len(cal_x)} train_subset images")
+    result = calibrate(loaded.graph, cal_x, bins=config.calibration.bins, batch_size=config.data.batch_size,
+                       progress=progress, model_name=config.model.name, source="cifar10/train_subset")
+    path = Path(out or config.calibration.out or default_calibration_path(config))
+    result.save(path)
+    log(f"saved {len(result.layers)} layers to {path} ({result.seconds:.1f} s)")
+    return result
+
+
+def default_calibration_path(config: Config) -> Path:
+    key = _config_hash(config, "model", "data", "calibration")
+    return cache_dir() / f"{config.model.name}-calibration-{key}.json"
+
+
+def get_calibration(config: Config, loaded: Loaded, log: Log = _quiet, progress: bool = True) -> CalibrationResult:
+    path = Path(config.calibration.out) if config.calibration.out else default_calibration_path(config)
+    if path.is_file():
+        result = CalibrationResult.load(path)
+        if result.names() == [a.name for a in loaded.graph.activations()]:
+            return result
+    return run_calibration(config, str(path), progress=progress, log=log, loaded=loaded)
+
+
+# ------------------------------------------------------------------------------------------------
+# backends, costs
+# ------------------------------------------------------------------------------------------------
+
+
+def ckks_params(config: Config, plan: Plan | None = None) -> CKKSParams:
+    c = config.backend.ckks
+    levels, boot = c.levels, c.bootstrap
+    if plan is not None:
+        levels = int(plan.ckks.get("levels", levels))
+        boot = bool(plan.ckks.get("bootstrap", boot))
+    return CKKSParams(
+        ring_dimension=c.ring_dimension, scale_bits=c.scale_bits, first_mod_bits=c.first_mod_bits, levels=levels,
+        bootstrap=boot, level_budget=tuple(c.level_budget), secret_key_dist=c.secret_key_dist,  # type: ignore[arg-type]
+        bootstrap_iterations=c.bootstrap_iterations, insecure=c.insecure, threads=c.threads or None,
+        extra={"noise": c.noise},
+    )
+
+
+def make_backend(config: Config, name: str | None = None, plan: Plan | None = None) -> Backend:
+    cls = registry().get("backends", name or config.backend.name)
+    return cls(ckks_params(config, plan))
+
+
+def cost_table(config: Config) -> CostTable:
+    """The cost table of ``backend.cost_backend`` at the configured ring dimension.
+
+    When none was measured at that ring dimension, the nearest shipped table is scaled linearly in N
+    (labelled ``estimated`` in its params).
+    """
+    name, n = config.backend.cost_backend, config.backend.ckks.ring_dimension
+    table = load_cost_table(name, n, missing_ok=True)
+    if table is not None:
+        return table
+    for other in (65536, 32768, 16384, 8192, 4096):
+        base = load_cost_table(name, other, missing_ok=True)
+        if base is not None:
+            f = n / other
+            return CostTable(name, n, {k: {lv: v * f for lv, v in t.items()} for k, t in base.ops.items()},
+                             {k: v * f for k, v in base.bootstrap.items()}, base.machine,
+                             {**base.params, "estimated_from": other}, base.created)
+    raise DataError(f"no cost table shipped for backend {name!r}; measure one with `olafhe costs --backend {name}`")
+
+
+# ------------------------------------------------------------------------------------------------
+# optimization
+# ------------------------------------------------------------------------------------------------
+
+
+def _depth_fn(backend: Backend) -> Callable[[int], int]:
+    return backend.chebyshev_depth
+
+
+def sensitivities(config: Config, loaded: Loaded, images: torch.Tensor, log: Log = _quiet) -> dict[str, float]:
+    from .optimizers.sensitivity import measure_sensitivity
+
+    key = _config_hash(config, "model", "data")
+    path = cache_dir() / f"{config.model.name}-sensitivity-{key}.json"
+    names = [a.name for a in loaded.graph.activations()]
+    if path.is_file():
+        cached = json.loads(path.read_text())
+        if sorted(cached) == sorted(names):
+            return {k: float(v) for k, v in cached.items()}
+    t0 = time.perf_counter()
+    sens = measure_sensitivity(loaded.graph, images[:256], names)
+    path.write_text(json.dumps(sens, indent=1))
+    log(f"measured sensitivities of {len(names)} layers in {time.perf_counter() - t0:.1f} s")
+    return sens
+
+
+@dataclass
+class OptimizeResult:
+    plan: Plan
+    history: list[dict]
+    seconds: float
+    plaintext_accuracy: float
+
+
+def approximator_for(config: Config, name: str | None = None) -> Approximator:
+    cls = registry().get("approximators", name or config.approximation.approximator)
+    return cls(activation=config.approximation.activation, **config.approximation.approximator_params)
+
+
+def optimizer_for(config: Config, name: str | None = None) -> DegreeOptimizer:
+    cls = registry().get("optimizers", name or config.optimizer.name)
+    return cls(**config.optimizer.optimizer_params)
+
+
+def run_optimize(config: Config, approximator: str | None = None, optimizer: str | None = None,
+                 log: Log = _quiet, progress: bool = True, loaded: Loaded | None = None,
+                 calibration: CalibrationResult | None = None) -> OptimizeResult:
+    t_start = time.perf_counter()
+    loaded = loaded or load(config)
+    calib = calibration or get_calibration(config, loaded, log, progress)
+    approx = approximator_for(config, approximator)
+    opt = optimizer_for(config, optimizer)
+    backend = make_backend(config, config.backend.cost_backend if config.backend.cost_backend != "simulator" else None)
+    caps = backend.capabilities()
+    costs = cost_table(config)
+    cal_x, _, tune_x, tune_y = calibration_split(config, loaded.data_dir)
+    sens = sensitivities(config, loaded, cal_x, log)
+    degrees = config.approximation.degrees or approx.default_degrees()
+    log(f"fitting {approx.name} candidates (degrees {degrees[0]}..{degrees[-1]}) for {len(calib.layers)} layers")
+    cands_raw = {s.name: approx.candidates(s, degrees) for s in calib.layers}
+    leveled = config.optimizer.leveled or not caps.bootstrapping
+    max_level = config.optimizer.max_level or caps.max_level
+    configs: dict[int, float] = {}
+    if not leveled:
+        configs = dict(costs.bootstrap) or {caps.max_level: float("nan")}
+        configs = {lv: s for lv, s in configs.items() if math.isfinite(s)}
+        if not configs:
+            raise DataError(f"cost table for {costs.backend} has no bootstrap costs; run `olafhe costs`")
+    top = max([max_level, *configs]) if configs else max_level
+    depth_of = _depth_fn(backend)
+    cands = {name: make_candidates(c, sens[name], depth_of, costs, top) for name, c in cands_raw.items()}
+    # the linear structure does not depend on the plan: compile once with a placeholder plan
+    placeholder = {name: _Placeholder(c[0].approximation) for name, c in cands.items()}
+    program = compile_program(loaded.graph, placeholder, caps.slots, input_level=top)
+    ckks = {"ring_dimension": caps.ring_dimension, "security_bits": caps.security_bits,
+            "scale_bits": config.backend.ckks.scale_bits, "first_mod_bits": config.backend.ckks.first_mod_bits,
+            "level_budget": list(config.backend.ckks.level_budget),
+            "secret_key_dist": config.backend.ckks.secret_key_dist, "slots": caps.slots,
+            "cost_table": f"{costs.backend}-N{costs.ring_dimension}"}
+    plain_logits = predict(loaded.graph, tune_x, config.data.batch_size)
+    plain_acc = 100.0 * float(np.mean(plain_logits.argmax(1) == tune_y))
+    target = plain_acc - config.optimizer.accuracy_drop
+    log(f"plaintext accuracy on {len(tune_y)} tuning images: {plain_acc:.2f}% -> target {target:.2f}%")
+
+    def accuracy_of(plan: Plan) -> float:
+        logits = predict(loaded.graph, tune_x, config.data.batch_size, plan,
+                         noise_bits=caps.precision_bits if config.backend.ckks.noise else None)
+        return 100.0 * float(np.mean(logits.argmax(1) == tune_y))
+
+    best = None
+    history: list[dict] = []
+    config_items = sorted(configs.items()) if configs else [(None, None)]
+    for level_after, seconds in config_items:
+        if level_after is None:
+            problem = build_problem(program, cands, costs, max_level, {})
+        else:
+            problem = build_problem(program, cands, costs, level_after, {level_after: seconds})
+
+        def make_plan(sol, problem=problem):  # noqa: ANN001, ANN202
+            return solution_to_plan(sol, problem, config.model.name, approx.name, opt.name, ckks)
+
+        try:
+            tuned = tune_budget(opt, problem, make_plan, accuracy_of, target,
+                                log=lambda m, la=level_after: log(f"[levels after bootstrap {la}] {m}"))
+        except OlafheError as exc:
+            log(f"[levels after bootstrap {level_after}] no plan: {exc}")
+            continue
+        history += [{**h, "level_after_bootstrap": level_after} for h in tuned.history]
+        if best is None or tuned.solution.predicted_seconds < best.solution.predicted_seconds:
+            best = tuned
+    if best is None:
+        raise OlafheError("no bootstrap configuration gave a plan that meets the accuracy target")
+    plan = best.plan
+    plan.predicted["accuracy"] = best.accuracy
+    plan.predicted["target_accuracy"] = target
+    plan.extra["tuning"] = {"images": len(tune_y), "plaintext_accuracy": plain_acc, "budget": best.budget,
+                            "history": history}
+    plan.extra["sensitivity"] = sens
+    plan.extra["linear_layers"] = program.linear_report()
+    return OptimizeResult(plan, history, time.perf_counter() - t_start, plain_acc)
+
+
+@dataclass
+class _Placeholder:
+    approximation: object
+    bootstrap_before: bool = False
+    level_in: int = 0
+    depth: int = 0
+
+
+# ------------------------------------------------------------------------------------------------
+# evaluation and encrypted inference
+# ------------------------------------------------------------------------------------------------
+
+
+def run_evaluate(config: Config, plan: Plan | None, limit: int | None, progress: bool = True,
+                 loaded: Loaded | None = None, backend: str = "simulator") -> dict:
+    loaded = loaded or load(config)
+    if backend != "simulator":
+        return run_infer(config, plan, limit or 1, backend, progress=progress, loaded=loaded)
+    x, y = test_set(loaded.data_dir, limit)
+    t0 = time.perf_counter()
+    noise = None
+    if plan is not None and config.backend.ckks.noise:
+        noise = make_backend(config, "simulator", plan).capabilities().precision_bits
+    logits = predict(loaded.graph, x, config.data.batch_size, plan, noise_bits=noise, progress=progress)
+    correct = int(np.sum(logits.argmax(1) == y))
+    return {"images": int(len(y)), "correct": correct, "accuracy": 100.0 * correct / max(len(y), 1),
+            "backend": "simulator" if plan is not None else "plaintext", "plan": getattr(plan, "source", None),
+            "seconds": time.perf_counter() - t0}
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def run_infer(config: Config, plan: Plan | None, limit: int, backend_name: str | None = None,
+              progress: bool = True, loaded: Loaded | None = None, log: Log = _quiet) -> dict:
+    """Encrypted inference of ``limit`` class-balanced test images on a real (or simulated) backend."""
+    if plan is None:
+        raise ConfigError("infer needs --plan PLAN.json (create one with `olafhe optimize`)")
+    loaded = loaded or load(config)
+    backend = make_backend(config, backend_name, plan)
+    caps = backend.capabilities()
+    if plan.bootstraps and not caps.bootstrapping:
+        raise OlafheError(
+            f"backend {backend.name!r} cannot bootstrap, but the plan needs {plan.bootstraps} bootstraps "
+            f"(total activation depth {plan.total_activation_depth()}, backend max level {caps.max_level}); "
+            "make a leveled plan with --set optimizer.leveled=true"
+        )
+    if plan.input_level > caps.max_level:
+        raise OlafheError(
+            f"plan needs input level {plan.input_level} (total activation depth {plan.total_activation_depth()}, "
+            f"{plan.bootstraps} bootstraps) but backend {backend.name!r} allows at most {caps.max_level}"
+        )
+    program = compile_program(loaded.graph, {ly.name: ly for ly in plan.layers}, caps.slots, plan.input_level,
+                              cache_diagonals=caps.ring_dimension <= 2**14)
+    x, y = test_set(loaded.data_dir, limit)
+    sim_logits = predict(loaded.graph, x, config.data.batch_size, plan)
+    t_keys = time.perf_counter()
+    client, server = backend.keygen(program.key_request())
+    keygen_s = time.perf_counter() - t_keys
+    log(f"{caps.describe()}; keys for {len(program.rotations)} rotations in {keygen_s:.1f} s")
+    correct = agree = 0
+    seconds = []
+    reports = []
+    max_err = 0.0
+    for i in range(len(y)):
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(program.steps), desc=f"image {i + 1}/{len(y)}", unit="step")
+        t0 = time.perf_counter()
+        logits, report = encrypted_inference(program, client, server, x[i].numpy(),
+                                             progress=(lambda _n, b=bar: b.update(1)) if bar else None)
+        seconds.append(time.perf_counter() - t0)
+        if bar:
+            bar.close()
+        reports.append(report.totals())
+        correct += int(logits.argmax() == y[i])
+        agree += int(logits.argmax() == sim_logits[i].argmax())
+        max_err = max(max_err, float(np.max(np.abs(logits - sim_logits[i]))))
+    return {
+        "images": int(len(y)), "correct": correct, "agree_with_simulator": agree / max(len(y), 1),
+        "seconds_per_image": float(np.mean(seconds)) if seconds else 0.0, "peak_rss_mb": peak_rss_mb(),
+        "backend": backend.name, "security_bits": caps.security_bits, "bootstraps": program.bootstraps,
+        "max_logit_error": max_err, "keygen_seconds": keygen_s, "breakdown": reports,
+        "ring_dimension": caps.ring_dimension,
+    }
+
+
+def compile_for(config: Config, plan: Plan, loaded: Loaded, backend: Backend) -> Program:
+    caps = backend.capabilities()
+    return compile_program(loaded.graph, {ly.name: ly for ly in plan.layers}, caps.slots, plan.input_level)

@@ -132,7 +132,7 @@ def test_rotation_needs_key_and_layout_report() -> None:
     graph, plan = tiny_graph(), tiny_plan()
     program = compile_program(graph, {ly.name: ly for ly in plan.layers}, 512, plan.input_level)
     report = program.linear_report()
-    assert [r["name"] for r in report] == ["conv1", "conv2", "fc"]
+    assert [r["name"] for r in report] == ["conv1", "conv2", "flat", "fc"]  # pooling is not fused into fc
     assert all(r["diagonals"] > 0 for r in report)
     backend = SimulatorBackend(CKKSParams(ring_dimension=1024, levels=12, bootstrap=False, insecure=True))
     _, server = backend.keygen(program.key_request())

@@ -33,7 +33,9 @@ from .approximation import Approximation
 from .backend import Client, Evaluator, KeyRequest
 from .errors import CapabilityError, OlafheError, ShapeError, UnsupportedLayerError
 from .graph import Graph, linear_operator
-from .layout import BSGS, Diagonals, Layout, compact_layout, diagonals, grid_layout, period_for, plan_bsgs, tile
+from .layout import BSGS, Diagonals, Layout, compact_layout, diagonals, grid_layout, inherit_layout, plan_bsgs, tile
+
+INDEX_OPS = ("subsample", "pad_channels", "flatten")
 
 
 @dataclass(frozen=True)
@@ -61,10 +63,10 @@ class LinearStep:
     def diagonal_count(self) -> int:
         return int(self.offsets.size)
 
-    def diagonals(self, period: int, cache: bool) -> Diagonals:
+    def diagonals(self, cache: bool) -> Diagonals:
         if self._diag_cache is not None:
             return self._diag_cache
-        diag = diagonals(self.matrix, self.layout_in, self.layout_out, period)
+        diag = diagonals(self.matrix, self.layout_in, self.layout_out)
         if cache:
             self._diag_cache = diag
         return diag
@@ -101,7 +103,6 @@ class Program:
     graph_name: str
     steps: list[Step]
     slots: int
-    period: int
     input_name: str
     input_layout: Layout
     input_encoding: Encoding
@@ -145,7 +146,7 @@ class Program:
         x = np.asarray(image, dtype=np.float64).ravel()
         if x.size != len(self.input_layout):
             raise ShapeError(f"model input has {len(self.input_layout)} values, got an image with {x.size}")
-        vec = np.zeros(self.period)
+        vec = np.zeros(self.input_layout.period)
         vec[self.input_layout.slots] = self.input_encoding.alpha * x + self.input_encoding.beta
         return tile(vec, self.slots)
 
@@ -171,7 +172,11 @@ def _fuse_linear(graph: Graph) -> tuple[dict[str, tuple[str, list[str]]], set[st
             continue
         if node.is_linear:
             src = node.inputs[0]
-            if src in chains and len(consumers[src]) == 1 and src != graph.output:
+            # fuse only through pure index maps (subsample, channel padding, flatten): fusing two
+            # dense maps (e.g. average pooling into the classifier) multiplies their diagonals
+            index_only = src in chains and all(graph[n].op in INDEX_OPS for n in chains[src][1])
+            fusable = node.op in INDEX_OPS or index_only
+            if fusable and src in chains and len(consumers[src]) == 1 and src != graph.output:
                 start, names = chains.pop(src)
                 materialized.discard(src)
                 chains[node.name] = (start, names + [node.name])
@@ -195,17 +200,15 @@ def _chain_operator(graph: Graph, start: str, names: list[str]) -> tuple[sp.csr_
 
 
 def _layout_candidates(shape: tuple[int, ...], base_hw: tuple[int, int], gap: int) -> list[Layout]:
-    if len(shape) != 3:
-        return [compact_layout(int(np.prod(shape)))]
-    c = shape[0]
-    out = []
-    for g, m in ((gap, 1), (gap, min(gap * gap, c)), (1, 1)):
-        lay = grid_layout(shape, base_hw, g, m)  # type: ignore[arg-type]
-        if lay is None and (g, m) == (1, 1):
-            lay = compact_layout(int(np.prod(shape)))
-        if lay is not None and all(not np.array_equal(lay.slots, o.slots) for o in out):
-            out.append(lay)
-    return out or [compact_layout(int(np.prod(shape)))]
+    """Compact, gapped and multiplexed-gapped layouts for one tensor shape (duplicates removed)."""
+    out = [compact_layout(int(np.prod(shape)))]
+    if len(shape) == 3:
+        c = shape[0]
+        for g, m in ((gap, 1), (gap, min(gap * gap, c))):
+            lay = grid_layout(shape, base_hw, g, m)  # type: ignore[arg-type]
+            if lay is not None and all(not np.array_equal(lay.slots, o.slots) for o in out):
+                out.append(lay)
+    return out
 
 
 def _gap_of(graph: Graph) -> dict[str, int]:
@@ -252,10 +255,10 @@ def compile_program(
     def shape_key(name: str) -> tuple:
         return (tuple(graph[name].shape), gaps[name])
 
-    def assign(name: str) -> None:
+    for name in order:
         node = graph[name]
         if name in value_layout:
-            return
+            continue
         if node.op == "input":
             value_layout[name] = grid_layout(node.shape, base_hw, 1, 1) if len(node.shape) == 3 \
                 else compact_layout(int(np.prod(node.shape)))  # type: ignore[arg-type]
@@ -264,21 +267,21 @@ def compile_program(
         else:
             key = shape_key(name)
             if key not in chosen:
-                cands = [c for c in _layout_candidates(node.shape, base_hw, gaps[name]) if c.span <= slots]
+                start = chains[name][0]
+                cands = _layout_candidates(node.shape, base_hw, gaps[name])
+                inherited = inherit_layout(value_layout[start], graph[start].shape, node.shape)
+                if inherited is not None:
+                    cands.append(inherited)
+                cands = [c for c in cands if c.period <= slots]
                 if not cands:
-                    raise CapabilityError(
-                        f"tensor {name!r} of shape {node.shape} does not fit in {slots} slots"
-                    )
-                chosen[key] = _pick_layout(cands, name, graph, chains, operators, value_layout, slots)
+                    raise CapabilityError(f"tensor {name!r} of shape {node.shape} does not fit in {slots} slots")
+                peers = [n for n in order if n in chains and shape_key(n) == key]
+                chosen[key] = _pick_layout(cands, peers, chains, operators, value_layout, graph, shape_key, key)
             value_layout[name] = chosen[key]
-
-    for name in order:
-        assign(name)
     for name, node in ((n.name, n) for n in graph.nodes if n.op == "add"):
         a, b = (value_layout[i] for i in node.inputs)
         if not np.array_equal(a.slots, b.slots):
             raise UnsupportedLayerError(f"residual add {name!r} joins tensors in different slot layouts")
-    period = period_for([value_layout[n] for n in order], slots)
 
     # ---- encodings, backwards
     req: dict[str, Encoding] = {}
@@ -324,35 +327,33 @@ def compile_program(
             matrix = (m * scale).tocsr()
             bias_enc = e_out.alpha * (bias - row_sums * e_in.beta / e_in.alpha) + e_out.beta
             lay_in, lay_out = value_layout[start], value_layout[name]
-            offs = diagonals(matrix, lay_in, lay_out, period, with_values=False).offsets
+            offs = diagonals(matrix, lay_in, lay_out, with_values=False).offsets
             steps.append(LinearStep(name, start, tuple(names), matrix, bias_enc, lay_in, lay_out, offs,
-                                    plan_bsgs(offs, period)))
+                                    plan_bsgs(offs, lay_in.period)))
     return Program(
-        graph_name=graph.name, steps=steps, slots=slots, period=period, input_name=graph.input.name,
+        graph_name=graph.name, steps=steps, slots=slots, input_name=graph.input.name,
         input_layout=value_layout[graph.input.name], input_encoding=enc_of[graph.input.name],
         output_name=graph.output, output_layout=value_layout[graph.output], input_level=input_level,
         layouts=value_layout, cache_diagonals=cache_diagonals,
     )
 
 
-def _pick_layout(cands: list[Layout], name: str, graph: Graph, chains: dict, operators: dict,
-                 known: dict[str, Layout], slots: int) -> Layout:
-    """Choose the candidate minimizing diagonals + rotations of the linear steps it touches now."""
+def _pick_layout(cands: list[Layout], peers: list[str], chains: dict, operators: dict, known: dict[str, Layout],
+                 graph: Graph, shape_key: Callable[[str], tuple], key: tuple) -> Layout:
+    """Choose the candidate minimizing diagonals + rotations over every linear step producing this
+    shape class (the strided step that enters it and the stride-1 steps inside it)."""
     if len(cands) == 1:
         return cands[0]
     best, best_cost = cands[0], float("inf")
-    start, _ = chains[name]
     for cand in cands:
-        lay_in = known.get(start)
-        if lay_in is None:
-            continue
-        period = 1 << int(np.ceil(np.log2(max(cand.span, lay_in.span, 1))))
-        if period > slots:
-            continue
-        offs = diagonals(operators[name][0], lay_in, cand, period, with_values=False).offsets
-        bsgs = plan_bsgs(offs, period)
-        # consumers of this shape class reuse the layout: weight the producing step twice
-        cost = 2 * (offs.size + bsgs.rotation_count)
+        cost = 0.0
+        for peer in peers:
+            start = chains[peer][0]
+            lay_in = cand if shape_key(start) == key else known.get(start)
+            if lay_in is None:
+                continue
+            offs = diagonals(operators[peer][0], lay_in, cand, with_values=False).offsets
+            cost += offs.size + plan_bsgs(offs, lay_in.period).rotation_count
         if cost < best_cost:
             best, best_cost = cand, cost
     return best
@@ -452,7 +453,7 @@ def _inputs(step: Step) -> tuple[str, ...]:
 
 def apply_linear(program: Program, step: LinearStep, ev: Evaluator, x: Any) -> Any:
     """Diagonal method with baby-step/giant-step: y = sum_g rot(sum_b rot(D_{g+b}, -g) * rot(x, b), g)."""
-    diag = step.diagonals(program.period, program.cache_diagonals)
+    diag = step.diagonals(program.cache_diagonals)
     index = {int(k): i for i, k in enumerate(diag.offsets)}
     rotated = ev.rotate_hoisted(x, list(step.bsgs.babies))
     total = None
@@ -472,7 +473,7 @@ def apply_linear(program: Program, step: LinearStep, ev: Evaluator, x: Any) -> A
         total = inner if total is None else ev.add(total, inner)
     if total is None:  # an all-zero matrix: still consume the level the plan accounts for
         total = ev.multiply_scalar(x, 0.0)
-    bias = np.zeros(program.period)
+    bias = np.zeros(step.layout_out.period)
     bias[step.layout_out.slots] = step.bias
     if np.any(bias):
         total = ev.add_plain(total, tile(bias, program.slots))

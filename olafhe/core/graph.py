@@ -230,6 +230,8 @@ def _conv_operator(p: dict, in_shape: tuple[int, ...], out_shape: tuple[int, ...
     oy, ox = np.meshgrid(np.arange(ho), np.arange(wo), indexing="ij")
     oy, ox = oy.ravel(), ox.ravel()
     rows, cols, vals = [], [], []
+    o_idx = np.arange(co)
+    in_ch = (o_idx // co_g)[:, None] * ci_g + np.arange(ci_g)[None, :]          # (co, ci_g)
     for dy in range(kh):
         for dx in range(kw):
             iy = oy * sh + dy - ph
@@ -237,16 +239,14 @@ def _conv_operator(p: dict, in_shape: tuple[int, ...], out_shape: tuple[int, ...
             ok = (iy >= 0) & (iy < h) & (ix >= 0) & (ix < w)
             pix_out = (oy * wo + ox)[ok]
             pix_in = (iy * w + ix)[ok]
-            for o in range(co):
-                g = o // co_g
-                for j in range(ci_g):
-                    i = g * ci_g + j
-                    val = weight[o, j, dy, dx]
-                    if val == 0.0:
-                        continue
-                    rows.append(o * ho * wo + pix_out)
-                    cols.append(i * h * w + pix_in)
-                    vals.append(np.full(pix_out.size, val))
+            wk = weight[:, :, dy, dx]                                              # (co, ci_g)
+            nz = wk != 0.0
+            if not nz.any() or pix_out.size == 0:
+                continue
+            o_sel, j_sel = np.nonzero(nz)
+            rows.append((o_sel[:, None] * ho * wo + pix_out[None, :]).ravel())
+            cols.append((in_ch[o_sel, j_sel][:, None] * h * w + pix_in[None, :]).ravel())
+            vals.append(np.repeat(wk[o_sel, j_sel], pix_out.size))
     n_out, n_in = co * ho * wo, ci * h * w
     if not rows:
         return sp.csr_matrix((n_out, n_in)), np.repeat(bias, ho * wo)

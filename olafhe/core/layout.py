@@ -1,7 +1,7 @@
 """Slot layouts and the diagonal method for linear layers.
 
 A :class:`Layout` maps every element of a (flattened, row-major) tensor to a slot inside a period of
-``P`` slots. The whole network uses one period ``P`` (a power of two that fits every tensor) and each
+``P`` slots, a power of two covering the layout (inherited layouts keep their input's period). Each
 ciphertext holds its data replicated ``slots / P`` times, so a rotation by ``k`` acts like a rotation
 by ``k mod P`` on every copy: that merges diagonals ``k`` and ``k ± P`` and keeps outputs replicated.
 
@@ -34,10 +34,16 @@ class Layout:
 
     slots: np.ndarray     # int64, one entry per flattened tensor element, all distinct
     kind: str = "compact"
+    min_period: int = 1   # inherited layouts keep their input's period (no replica expansion)
 
     @property
     def span(self) -> int:
         return int(self.slots.max()) + 1 if self.slots.size else 0
+
+    @property
+    def period(self) -> int:
+        """Replication period: the smallest power of two covering the span."""
+        return max(self.min_period, 1 << max(0, math.ceil(math.log2(max(self.span, 1)))))
 
     def __len__(self) -> int:
         return int(self.slots.size)
@@ -60,45 +66,70 @@ def grid_layout(shape: tuple[int, int, int], base_hw: tuple[int, int], gap: int,
     return Layout(slots.ravel().astype(np.int64), kind)
 
 
-def period_for(layouts: list[Layout], slots: int) -> int:
-    """Smallest power of two >= every layout's span (the replication period)."""
-    span = max(layout.span for layout in layouts)
-    period = 1 << max(0, math.ceil(math.log2(max(span, 1))))
-    if period > slots:
-        raise ValueError(f"a tensor needs {span} slots but the ciphertext has only {slots}")
-    return period
+def inherit_layout(layout_in: Layout, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> Layout | None:
+    """Output layout that reuses the input's slots: element (c, y, x) sits where input (c, y*s, x*s) sat.
+
+    For a pooling or strided layer this keeps the input's gaps (no compaction, so few diagonals);
+    a 1-D output of n <= C_in values sits at the slots of input (c, 0, 0). None when it does not apply.
+    """
+    if len(in_shape) == 1:
+        n = int(np.prod(out_shape))
+        return Layout(layout_in.slots[:n].copy(), "inherit", layout_in.period) if n <= in_shape[0] else None
+    if len(in_shape) != 3:
+        return None
+    ci, hi, wi = in_shape
+    grid = layout_in.slots.reshape(ci, hi, wi)
+    if len(out_shape) == 3:
+        co, ho, wo = out_shape
+        if co > ci or hi % ho or wi % wo:
+            return None
+        sh, sw = hi // ho, wi // wo
+        return Layout(grid[:co, ::sh, ::sw].ravel().copy(), f"inherit(s={sh})", layout_in.period)
+    n = int(np.prod(out_shape))
+    if n > ci:
+        return None
+    return Layout(grid[:n, 0, 0].ravel().copy(), "inherit(channels)", layout_in.period)
 
 
 @dataclass
 class Diagonals:
     """Non-zero generalized diagonals of a matrix between two layouts, modulo the period."""
 
-    offsets: np.ndarray   # sorted distinct k in [0, P)
-    values: np.ndarray | None  # (len(offsets), P) float64, or None when only counted
-    period: int
+    offsets: np.ndarray   # sorted distinct k in [0, P_in)
+    values: np.ndarray | None  # (len(offsets), period) float64, or None when only counted
+    period: int                # period of the diagonal vectors: max(P_in, P_out)
 
     def __len__(self) -> int:
         return int(self.offsets.size)
 
 
-def diagonals(matrix: sp.spmatrix, layout_in: Layout, layout_out: Layout, period: int,
-              with_values: bool = True) -> Diagonals:
-    """Diagonal decomposition ``y[s] = sum_k D_k[s] * x[(s + k) mod P]`` of ``matrix``.
+def diagonals(matrix: sp.spmatrix, layout_in: Layout, layout_out: Layout, with_values: bool = True) -> Diagonals:
+    """Diagonal decomposition ``y[s] = sum_k D_k[s] * x[(s + k) mod n]`` of ``matrix``.
 
-    Entry (o, i) lands on diagonal ``k = (in_slot(i) - out_slot(o)) mod P`` at position
-    ``out_slot(o)``. Layouts are injective, so no two entries collide.
+    The input is replicated with period ``P_in`` (so offsets are taken mod ``P_in``); the output must
+    come out replicated with period ``P_out``. When ``P_out < P_in`` every output replica inside one
+    input period is computed explicitly. Entry (o, i) lands on diagonal ``(in_slot(i) - s) mod P_in``
+    at every output position ``s`` of row ``o``; diagonal vectors have period ``max(P_in, P_out)``.
     """
+    p_in, p_out = layout_in.period, layout_out.period
+    p_eff = max(p_in, p_out)
     coo = matrix.tocoo()
     keep = coo.data != 0.0
     rows, cols, vals = coo.row[keep], coo.col[keep], coo.data[keep]
-    so = layout_out.slots[rows]
-    k = (layout_in.slots[cols] - so) % period
-    offsets, inverse = np.unique(k, return_inverse=True)
+    reps = p_eff // p_out
+    so = (layout_out.slots[rows][None, :] + p_out * np.arange(reps)[:, None]).ravel()
+    si = np.tile(layout_in.slots[cols], reps)
+    vals = np.tile(vals, reps)
+    k = (si - so) % p_in
+    # k lies in [0, P_in): counting beats sorting for the millions of entries of a convolution
+    offsets = np.flatnonzero(np.bincount(k, minlength=p_in))
     if not with_values:
-        return Diagonals(offsets, None, period)
-    values = np.zeros((offsets.size, period))
-    np.add.at(values, (inverse, so), vals)
-    return Diagonals(offsets, values, period)
+        return Diagonals(offsets, None, p_eff)
+    position = np.full(p_in, -1, dtype=np.int64)
+    position[offsets] = np.arange(offsets.size)
+    values = np.zeros((offsets.size, p_eff))
+    values[position[k], so] = vals  # (diagonal, slot) pairs are unique: layouts are injective
+    return Diagonals(offsets, values, p_eff)
 
 
 @dataclass(frozen=True)
@@ -140,4 +171,6 @@ def plan_bsgs(offsets: np.ndarray, period: int, hoisted_cost: float = 0.5) -> BS
 def tile(vector: np.ndarray, slots: int) -> np.ndarray:
     """Replicate a period-P vector across all slots."""
     period = vector.shape[-1]
+    if slots % period:
+        raise ValueError(f"period {period} does not divide the {slots} slots")
     return np.tile(vector, slots // period)

@@ -194,6 +194,14 @@ class Evaluator(ABC):
     def multiply_plain(self, a: Any, values: np.ndarray) -> Any:
         """Slot-wise product with a plaintext vector, rescaled: level ``a - 1``."""
 
+    def multiply_plain_sum(self, cts: Sequence[Any], vectors: Sequence[np.ndarray]) -> Any:
+        """``sum_i cts[i] * vectors[i]`` (one level). Backends override it to rescale once."""
+        total = None
+        for ct, vec in zip(cts, vectors, strict=True):
+            term = self.multiply_plain(ct, vec)
+            total = term if total is None else self.add(total, term)
+        return total
+
     @abstractmethod
     def multiply_scalar(self, a: Any, value: float) -> Any:
         """Product with a real constant, rescaled: level ``a - 1``."""

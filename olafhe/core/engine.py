@@ -458,16 +458,15 @@ def apply_linear(program: Program, step: LinearStep, ev: Evaluator, x: Any) -> A
     rotated = ev.rotate_hoisted(x, list(step.bsgs.babies))
     total = None
     for g in step.bsgs.giants:
-        inner = None
+        cts, vecs = [], []
         for b in step.bsgs.babies:
             i = index.get(g + b)
-            if i is None:
-                continue
-            vec = tile(np.roll(diag.values[i], g), program.slots)
-            term = ev.multiply_plain(rotated[b], vec)
-            inner = term if inner is None else ev.add(inner, term)
-        if inner is None:
+            if i is not None:
+                cts.append(rotated[b])
+                vecs.append(tile(np.roll(diag.values[i], g), program.slots))
+        if not cts:
             continue
+        inner = ev.multiply_plain_sum(cts, vecs)
         if g:
             inner = ev.rotate(inner, g)
         total = inner if total is None else ev.add(total, inner)

@@ -514,7 +514,8 @@ def _build(gm: fx.GraphModule, values: dict[fx.Node, Any], input_shape: tuple[in
             output = _tensor_arg(ctx, node, result)
         elif not isinstance(values.get(node), torch.Tensor):
             if not _is_shape_constant(ctx, node):
-                raise _unsupported(ctx, node, "a non-tensor value computed from tensor data")
+                reason = "" if node.op == "call_module" else "a non-tensor value computed from tensor data"
+                raise _unsupported(ctx, node, reason)
         elif node.op == "call_module":
             _call_module(ctx, node)
         elif node.op == "call_function" and node.target in _FUNCTIONS:

@@ -1,1 +1,16 @@
 """Datasets: CIFAR-10 from npz files or a torchvision folder, and the data directory."""
+
+from .cifar import MEAN, SPLITS, STD, balanced_subset, load_cifar10, to_tensor
+from .paths import cache_dir, require_file, resolve_data_dir
+
+__all__ = [
+    "MEAN",
+    "SPLITS",
+    "STD",
+    "balanced_subset",
+    "cache_dir",
+    "load_cifar10",
+    "require_file",
+    "resolve_data_dir",
+    "to_tensor",
+]

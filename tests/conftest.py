@@ -1,0 +1,105 @@
+"""Shared fixtures: the data directory, CIFAR-10 arrays, and imported models.
+
+Models and graphs are session-scoped because importing and (for the small CNN, on first use) training
+cost seconds. Fixtures exist in two forms: ``resnet20_model`` / ``resnet20_graph`` and the pair
+``resnet20`` (an :class:`Imported` with ``.model`` and ``.graph``); likewise for ``resnet32`` and
+``small_cnn``. ``test_images`` is a fixed class-balanced batch of 40 normalized test images.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from olafhe.core.fx_import import import_model
+from olafhe.core.graph import Graph
+from olafhe.data import balanced_subset, load_cifar10, resolve_data_dir, to_tensor
+from olafhe.models import build_model
+
+
+class Imported(NamedTuple):
+    model: nn.Module
+    graph: Graph
+
+
+class Batch(NamedTuple):
+    x: torch.Tensor      # normalized float32 NCHW
+    y: np.ndarray        # int64 labels
+    raw: np.ndarray      # uint8 NHWC
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    return resolve_data_dir()
+
+
+@pytest.fixture(scope="session")
+def cifar_test(data_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    return load_cifar10("test", data_dir)
+
+
+@pytest.fixture(scope="session")
+def cifar_train_subset(data_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    return load_cifar10("train_subset", data_dir)
+
+
+@pytest.fixture(scope="session")
+def test_images(cifar_test: tuple[np.ndarray, np.ndarray]) -> Batch:
+    x, y = cifar_test
+    idx = balanced_subset(y, 40, seed=0)
+    return Batch(to_tensor(x[idx]), y[idx], x[idx])
+
+
+def _imported(name: str, data_dir: Path) -> Imported:
+    model = build_model(name, None, data_dir)
+    return Imported(model, import_model(model, name=name))
+
+
+@pytest.fixture(scope="session")
+def resnet20(data_dir: Path) -> Imported:
+    return _imported("resnet20", data_dir)
+
+
+@pytest.fixture(scope="session")
+def resnet32(data_dir: Path) -> Imported:
+    return _imported("resnet32", data_dir)
+
+
+@pytest.fixture(scope="session")
+def small_cnn(data_dir: Path) -> Imported:
+    return _imported("small_cnn", data_dir)
+
+
+@pytest.fixture(scope="session")
+def resnet20_model(resnet20: Imported) -> nn.Module:
+    return resnet20.model
+
+
+@pytest.fixture(scope="session")
+def resnet20_graph(resnet20: Imported) -> Graph:
+    return resnet20.graph
+
+
+@pytest.fixture(scope="session")
+def resnet32_model(resnet32: Imported) -> nn.Module:
+    return resnet32.model
+
+
+@pytest.fixture(scope="session")
+def resnet32_graph(resnet32: Imported) -> Graph:
+    return resnet32.graph
+
+
+@pytest.fixture(scope="session")
+def small_cnn_model(small_cnn: Imported) -> nn.Module:
+    return small_cnn.model
+
+
+@pytest.fixture(scope="session")
+def small_cnn_graph(small_cnn: Imported) -> Graph:
+    return small_cnn.graph

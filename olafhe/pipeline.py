@@ -237,10 +237,10 @@ def run_optimize(config: Config, approximator: str | None = None, optimizer: str
                  log: Log = _quiet, progress: bool = True, loaded: Loaded | None = None,
                  calibration: CalibrationResult | None = None) -> OptimizeResult:
     t_start = time.perf_counter()
+    approx = approximator_for(config, approximator)   # unknown names fail before any data is loaded
+    opt = optimizer_for(config, optimizer)
     loaded = loaded or load(config)
     calib = calibration or get_calibration(config, loaded, log, progress)
-    approx = approximator_for(config, approximator)
-    opt = optimizer_for(config, optimizer)
     backend = make_backend(config, config.backend.cost_backend if config.backend.cost_backend != "simulator" else None)
     caps = backend.capabilities()
     costs = cost_table(config)

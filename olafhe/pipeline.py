@@ -291,6 +291,7 @@ def run_optimize(config: Config, approximator: str | None = None, optimizer: str
 
     best = None
     history: list[dict] = []
+    failures: list[str] = []
     config_items = sorted(configs.items()) if configs else [(None, None)]
     for level_after, seconds in config_items:
         if level_after is None:
@@ -306,12 +307,13 @@ def run_optimize(config: Config, approximator: str | None = None, optimizer: str
                                 log=lambda m, la=level_after: log(f"[levels after bootstrap {la}] {m}"))
         except OlafheError as exc:
             log(f"[levels after bootstrap {level_after}] no plan: {exc}")
+            failures.append(f"levels after bootstrap {level_after}: {exc}")
             continue
         history += [{**h, "level_after_bootstrap": level_after} for h in tuned.history]
         if best is None or tuned.solution.predicted_seconds < best.solution.predicted_seconds:
             best = tuned
     if best is None:
-        raise OlafheError("no bootstrap configuration gave a plan that meets the accuracy target")
+        raise OlafheError("no plan meets the accuracy target: " + "; ".join(failures))
     plan = best.plan
     plan.predicted["accuracy"] = best.accuracy
     plan.predicted["target_accuracy"] = target

@@ -272,6 +272,10 @@ def compile_program(
                 inherited = inherit_layout(value_layout[start], graph[start].shape, node.shape)
                 if inherited is not None:
                     cands.append(inherited)
+                # a layout smaller than its input's period would force computing every replica inside
+                # the input period; the same layout kept at the input's period avoids that
+                p_in = value_layout[start].period
+                cands += [Layout(c.slots, c.kind + "@P", p_in) for c in cands if c.period < p_in]
                 cands = [c for c in cands if c.period <= slots]
                 if not cands:
                     raise CapabilityError(f"tensor {name!r} of shape {node.shape} does not fit in {slots} slots")

@@ -199,26 +199,33 @@ def tune_budget(optimizer: DegreeOptimizer, problem: OptimizationProblem,
             raise InfeasibleError(f"optimizer {optimizer.name!r} found no plan")
         sol, plan, acc = res
         return TuningResult(plan, sol, float("inf"), acc, target, history)
-    best = attempt(max(hi, lo) * 1.0000001)
-    if best is not None and best[2] >= target:
-        return TuningResult(best[1], best[0], hi, best[2], target, history)
-    tight = attempt(lo * 1.0000001 if lo > 0 else 1e-300)
-    if tight is None:
-        raise InfeasibleError("no plan fits the level constraints even at the most accurate candidates")
-    if tight[2] < target:
-        raise InfeasibleError(
-            f"even the most accurate candidates reach only {tight[2]:.2f}% < target {target:.2f}% on the "
-            "tuning images; allow higher degrees or a larger accuracy_drop"
-        )
-    good, good_budget = tight, lo
+    loose = attempt(max(hi, lo) * 1.0000001)
+    if loose is None:
+        raise InfeasibleError("no plan fits the level constraints, even with the cheapest candidates")
+    if loose[2] >= target:
+        return TuningResult(loose[1], loose[0], hi, loose[2], target, history)
+    # larger budget -> cheaper, less accurate; infeasible (too deep for the levels) -> budget too small
+    good: tuple[Solution, Plan, float] | None = None
+    good_budget = lo
     low, high = math.log(max(lo, 1e-300)), math.log(max(hi, lo * 10, 1e-299))
     for _ in range(iterations):
         mid = 0.5 * (low + high)
         res = attempt(math.exp(mid))
-        if res is not None and res[2] >= target:
-            good, good_budget, low = res, math.exp(mid), mid
+        if res is None or res[2] >= target:
+            if res is not None:
+                good, good_budget = res, math.exp(mid)
+            low = mid
         else:
             high = mid
+    if good is None:
+        tight = attempt(lo * 1.01 if lo > 0 else 1e-300)  # above the DP's unit rounding
+        if tight is None or tight[2] < target:
+            reached = "no feasible plan" if tight is None else f"only {tight[2]:.2f}%"
+            raise InfeasibleError(
+                f"even the most accurate candidates reach {reached} < target {target:.2f}% on the tuning "
+                "images; allow higher degrees, more levels, or a larger accuracy_drop"
+            )
+        good, good_budget = tight, lo
     sol, plan, acc = good
     return TuningResult(plan, sol, good_budget, acc, target, history)
 

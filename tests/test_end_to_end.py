@@ -1,0 +1,117 @@
+"""End to end on the small CNN: optimize -> simulate -> encrypted inference on every backend.
+
+Uses the small ring dimension of configs/small_cnn.toml (explicitly insecure) so it runs in CI.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from olafhe import cli, pipeline
+from olafhe.core.config import load_config
+from olafhe.core.errors import OlafheError
+from olafhe.core.plan import Plan
+
+OVERRIDES = ["data.calibration_images=600", "optimizer.eval_images=300", "optimizer.accuracy_drop=12"]
+
+
+@pytest.fixture(scope="module")
+def config():
+    return load_config("configs/small_cnn.toml", OVERRIDES)
+
+
+@pytest.fixture(scope="module")
+def loaded(config):
+    return pipeline.load(config)
+
+
+@pytest.fixture(scope="module")
+def plan(config, loaded, tmp_path_factory) -> Plan:
+    result = pipeline.run_optimize(config, loaded=loaded, progress=False)
+    path = result.plan.save(tmp_path_factory.mktemp("plan") / "small.json")
+    return Plan.load(path)
+
+
+def test_plan_is_consistent(plan: Plan, loaded) -> None:
+    names = [a.name for a in loaded.graph.activations()]
+    assert [ly.name for ly in plan.layers] == names
+    assert plan.bootstraps == 0 and plan.ckks["bootstrap"] is False  # leveled config
+    level = plan.input_level
+    for ly in plan.layers:  # replay: one linear level before each activation, then its depth
+        assert ly.level_in <= level - 1
+        assert ly.level_in >= ly.depth
+        level = ly.level_in - ly.depth
+    assert level >= 2  # pooling + classifier
+    assert plan.predicted["latency_s"] > 0
+    assert plan.predicted["accuracy"] >= plan.predicted["target_accuracy"]
+
+
+def test_simulator_accuracy_matches_direct_fast_path(config, loaded, plan: Plan) -> None:
+    result = pipeline.run_evaluate(config, plan, 200, progress=False, loaded=loaded)
+    x, y = pipeline.test_set(loaded.data_dir, 200)
+    from olafhe.backends.simulator import simulate_logits
+
+    noise = pipeline.make_backend(config, "simulator", plan).capabilities().precision_bits
+    direct = simulate_logits(loaded.graph, plan, x, noise_bits=noise)
+    assert result["images"] == 200
+    assert result["correct"] == int(np.sum(direct.argmax(1) == y))
+
+
+@pytest.mark.parametrize("backend", ["simulator", "openfhe", "tenseal"])
+def test_encrypted_inference_matches_simulator(config, loaded, plan: Plan, backend: str) -> None:
+    result = pipeline.run_infer(config, plan, 3, backend, progress=False, loaded=loaded)
+    assert result["backend"] == backend
+    assert result["images"] == 3
+    assert result["agree_with_simulator"] == 1.0
+    assert result["max_logit_error"] < 1e-3
+    assert result["security_bits"] == 0  # small_cnn.toml opts out explicitly
+    assert result["bootstraps"] == 0
+    assert all(set(b) >= {"linear", "activation"} for b in result["breakdown"])
+
+
+def test_backends_agree_on_classes(config, loaded, plan: Plan) -> None:
+    from olafhe.core.engine import compile_program, encrypted_inference
+
+    x, _ = pipeline.test_set(loaded.data_dir, 4)
+    classes = {}
+    for name in ("simulator", "openfhe", "tenseal"):
+        backend = pipeline.make_backend(config, name, plan)
+        program = compile_program(loaded.graph, {ly.name: ly for ly in plan.layers},
+                                  backend.capabilities().slots, plan.input_level)
+        client, server = backend.keygen(program.key_request())
+        classes[name] = [int(encrypted_inference(program, client, server, x[i].numpy())[0].argmax())
+                         for i in range(len(x))]
+    assert classes["openfhe"] == classes["simulator"] == classes["tenseal"]
+
+
+def test_leveled_backend_refuses_bootstrapping_plan_before_work(config, loaded, plan: Plan) -> None:
+    doc = plan.to_dict()
+    doc["layers"][1]["bootstrap_before"] = True
+    doc["bootstraps"] = 1
+    booted = Plan.from_dict(doc)
+    with pytest.raises(OlafheError, match=r"cannot bootstrap.*1 bootstraps.*max level"):
+        pipeline.run_infer(config, booted, 1, "tenseal", progress=False, loaded=loaded)
+
+
+def test_too_deep_plan_is_refused(loaded, plan: Plan) -> None:
+    shallow = load_config("configs/small_cnn.toml", [*OVERRIDES, "backend.ckks.levels=4"])
+    with pytest.raises(OlafheError, match=r"input level .* at most 4"):
+        pipeline.run_infer(shallow, plan, 1, "tenseal", progress=False, loaded=loaded)
+
+
+def test_cli_evaluate_and_infer_json(plan: Plan, tmp_path, capsys) -> None:
+    path = plan.save(tmp_path / "p.json")
+    args = ["configs/small_cnn.toml", *sum((["--set", o] for o in OVERRIDES), []), "--no-progress"]
+    assert cli.main(["evaluate", *args, "--limit", "50", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out) >= {"images", "correct", "accuracy", "backend", "plan"} and out["images"] == 50
+    assert out["backend"] == "plaintext" and out["plan"] is None
+    assert cli.main(["infer", *args, "--plan", str(path), "--backend", "simulator", "--limit", "2", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out) >= {"images", "correct", "agree_with_simulator", "seconds_per_image", "peak_rss_mb",
+                        "backend", "security_bits", "bootstraps"}
+    assert cli.main(["infer", *args, "--plan", str(tmp_path / "missing.json"), "--json"]) == 2
+    assert "does not exist" in capsys.readouterr().err

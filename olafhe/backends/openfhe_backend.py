@@ -1,7 +1,333 @@
-"""TEMPORARY skeleton: being implemented."""
+"""The ``openfhe`` backend: CKKS through openfhe-python (pinned: ``openfhe==1.6.1.0.22.4``).
 
-from ..core.backend import Backend
+Design decisions (each measured with the pinned wheel; see the tests and ``measure.py``):
+
+* **Scaling: FLEXIBLEAUTO.** OpenFHE rescales automatically and lazily (a product keeps a pending
+  rescale, ``GetNoiseScaleDeg() == 2``, until the next multiplication), and scale factors per level are
+  chosen so that operands at one level always agree; it is also the technique OpenFHE's bootstrapping
+  is tuned for. The remaining level is exact:
+  ``level = depth - reserve - ct.GetLevel() - (ct.GetNoiseScaleDeg() - 1)``
+  (a pending rescale already owns the limb it will drop).
+* **Bootstrapping depth.** ``EvalBootstrap`` cannot start from the last limb (``DropLastElement``
+  fails), so a bootstrapping context keeps one *reserved* level below level 0:
+  ``depth = levels + GetBootstrapDepth(level_budget, key_dist) + 1`` (+1 more for the two-iteration
+  bootstrap, whose second pass costs a level). With that, a bootstrap of a level-0 ciphertext returns
+  exactly ``params.levels`` -- checked on every call.
+* **Chebyshev depth.** ``EvalChebyshevSeries`` (linear below degree 5, Paterson--Stockmeyer above)
+  consumes more than ``ceil(log2(d + 1))`` for some degrees (e.g. 7 -> 4, 15 -> 5, 63 -> 7) because
+  the final coefficient products take a level; :func:`openfhe_chebyshev_depth` is the measured table,
+  and :meth:`OpenFHEEvaluator.chebyshev` lands exactly on it.
+* **Level reduction.** ``LevelReduce`` is a no-op under FLEXIBLEAUTO, so ``level_reduce`` completes a
+  pending rescale (``Compress``) and adds an all-zero plaintext encoded at the target level: OpenFHE
+  then drops limbs with the correct per-level scale factor (no noise, no key). Plaintext operations on
+  products rescale explicitly first, because OpenFHE 1.6.1 fails to adjust a product against a
+  plaintext at the last limb.
+* **Security.** ``HEStd_128_classic`` unless ``insecure=True`` (``HEStd_NotSet``). The total modulus is
+  checked against the HE standard before OpenFHE is called (:func:`check_security`), and OpenFHE's own
+  check of log(QP) is translated into :class:`SecurityError`. The key-switching digit count is chosen
+  as the smallest of OpenFHE's default, 4, 5, 6 that passes (``ckks.extra["num_large_digits"]`` fixes
+  it): more digits shrink P, allowing more levels at the price of larger keys. ``SPARSE_TERNARY``
+  secrets need the insecure opt-in (the HE standard tables assume uniform ternary secrets).
+* **What fits at N = 2^16, 128-bit, on the 24 GB machine** (measured, ``olafhe/costs/openfhe-N65536.json``):
+  level budget [3, 3], scale 59, first modulus 60, SPARSE_ENCAPSULATED: 3 levels after bootstrapping
+  with OpenFHE's default 3 digits, 4-5 with 4 digits, 6 with 6 digits (``max_secure_levels()``; the
+  contract's default ``levels = 9`` is rejected). Bootstrap 10-16 s, ~20 bits RMS (16-17.6 bits max
+  error over 2^15 slots), 10-15 GB peak. Budget [2, 2] needs more than 24 GB of keys; scale 50 allows
+  9 levels but keeps only ~12 bits RMS.
+* **Threads.** OpenFHE uses OpenMP; ``params.threads`` calls ``omp_set_num_threads`` of the loaded
+  libgomp (process-wide), otherwise ``OMP_NUM_THREADS`` applies. ``OMP_WAIT_POLICY`` defaults to
+  ``PASSIVE`` (see :func:`load_openfhe`): spinning OpenMP threads made bootstraps 20x slower under load.
+
+The evaluator receives only the crypto context, which holds the evaluation keys (OpenFHE stores
+relinearization, rotation and bootstrapping keys in process-wide maps keyed by the secret key's tag)
+-- never the secret key. Those maps are freed when the last client/evaluator of a key is garbage
+collected or ``close()``d (:class:`~olafhe.backends.openfhe_common.KeyTracker`); without that, a second
+``keygen`` at N = 2^16 in one process would run out of memory.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..core.backend import (
+    HE_STANDARD_128_MAX_LOGQ,
+    Backend,
+    Capabilities,
+    CKKSParams,
+    KeyRequest,
+    check_security,
+    normalize_rotations,
+)
+from ..core.errors import CapabilityError, ConfigError, SecurityError
+from .openfhe_common import (
+    KEYS,
+    MAX_CHEBYSHEV_DEGREE,
+    load_openfhe,
+    openfhe_chebyshev_depth,
+    set_openmp_threads,
+)
+from .openfhe_ops import OpenFHEClient, OpenFHEEvaluator, SlotLayout
+
+__all__ = [
+    "MAX_CHEBYSHEV_DEGREE", "OpenFHEBackend", "OpenFHEClient", "OpenFHEEvaluator", "measure_chebyshev_depths",
+    "openfhe_chebyshev_depth", "set_openmp_threads",
+]
+
+# Precision after one bootstrap, -log2(RMS error), uniform inputs in [-0.5, 0.5] (the simulator's
+# Gaussian noise model takes exactly this). Measured with `olafhe.backends.measure` on this machine;
+# keyed by (ring_dimension, scale_bits, first_mod_bits, level_budget, secret_key_dist). The max error
+# over 2^15 slots is ~3 bits worse (N = 2^16: 16.2-17.6 bits max for 3..6 levels; scale 50: 9.5 bits).
+_MEASURED_BOOTSTRAP_PRECISION: dict[tuple, float] = {
+    (65536, 59, 60, (3, 3), "SPARSE_ENCAPSULATED"): 19.9,
+    (65536, 50, 58, (3, 3), "SPARSE_ENCAPSULATED"): 12.1,
+    (8192, 59, 60, (2, 2), "SPARSE_ENCAPSULATED"): 26.2,
+    (4096, 59, 60, (1, 1), "SPARSE_ENCAPSULATED"): 26.0,
+}
+_DEFAULT_BOOTSTRAP_PRECISION = 19.9
+# Fresh-ciphertext precision is about scale_bits - 17 bits (measured after one product, N = 2^12..2^16).
+_FRESH_PRECISION_LOSS = 17
+
+_DIGIT_CANDIDATES = (0, 4, 5, 6)  # 0: OpenFHE's default (3 at these depths)
+_SECURITY_MARKERS = ("HE standards", "security")
 
 
-class OpenFHEBackend(Backend):  # type: ignore[misc]
+class OpenFHEBackend(Backend):
+    """CKKS on OpenFHE: FLEXIBLEAUTO, hybrid key switching, optional bootstrapping."""
+
     name = "openfhe"
+    description = "OpenFHE CKKS (openfhe-python 1.6.1), FLEXIBLEAUTO, bootstrapping, hoisted rotations"
+
+    def __init__(self, params: CKKSParams | None = None) -> None:
+        super().__init__(params)
+        p = self.params
+        if not 20 <= p.scale_bits <= 59:
+            raise ConfigError(f"ckks.scale_bits must be in [20, 59] for OpenFHE (64-bit limbs), got {p.scale_bits}")
+        if not p.scale_bits <= p.first_mod_bits <= 60:
+            raise ConfigError(
+                f"ckks.first_mod_bits must be in [scale_bits, 60] = [{p.scale_bits}, 60], got {p.first_mod_bits}"
+            )
+        if p.bootstrap_iterations not in (1, 2):
+            raise ConfigError(f"ckks.bootstrap_iterations must be 1 or 2, got {p.bootstrap_iterations}")
+        if len(p.level_budget) != 2 or min(p.level_budget) < 1:
+            raise ConfigError(f"ckks.level_budget must be two positive integers, got {list(p.level_budget)}")
+        if p.secret_key_dist == "SPARSE_TERNARY" and not p.insecure:
+            raise SecurityError(
+                "ckks.secret_key_dist = SPARSE_TERNARY is below the HE standard's 128-bit assumptions "
+                "(sparse secrets); use SPARSE_ENCAPSULATED or UNIFORM_TERNARY, or set ckks.insecure = true"
+            )
+        if p.threads:
+            set_openmp_threads(p.threads)
+        self._validated: dict | None = None
+
+    # ----------------------------------------------------------------- depth accounting
+    def bootstrap_depth(self) -> int:
+        """Levels one bootstrap consumes per OpenFHE (``GetBootstrapDepth``); 0 without bootstrapping."""
+        if not self.params.bootstrap:
+            return 0
+        of = load_openfhe()
+        dist = getattr(of, self.params.secret_key_dist)
+        return int(of.CryptoContext.GetBootstrapDepth(list(self.params.level_budget), dist))
+
+    def _layout(self, levels: int | None = None) -> SlotLayout:
+        p = self.params
+        levels = p.levels if levels is None else levels
+        if p.bootstrap:
+            reserve = 1
+            depth = levels + self.bootstrap_depth() + reserve + (p.bootstrap_iterations - 1)
+        else:
+            reserve, depth = 0, levels
+        return SlotLayout(depth=depth, reserve=reserve, max_level=levels, slots=p.slot_count)
+
+    def chebyshev_depth(self, degree: int) -> int:
+        return openfhe_chebyshev_depth(degree)
+
+    # ----------------------------------------------------------------- context and security
+    def _estimated_modulus_bits(self, depth: int) -> int:
+        return self.params.first_mod_bits + depth * self.params.scale_bits
+
+    def _cc_params(self, depth: int, digits: int, secure: bool) -> Any:
+        of = load_openfhe()
+        p = self.params
+        cp = of.CCParamsCKKSRNS()
+        cp.SetMultiplicativeDepth(depth)
+        cp.SetScalingModSize(p.scale_bits)
+        cp.SetFirstModSize(p.first_mod_bits)
+        cp.SetRingDim(p.ring_dimension)
+        cp.SetBatchSize(p.slot_count)
+        cp.SetScalingTechnique(of.FLEXIBLEAUTO)
+        cp.SetSecretKeyDist(getattr(of, p.secret_key_dist))
+        cp.SetSecurityLevel(of.HEStd_128_classic if secure else of.HEStd_NotSet)
+        if digits:
+            cp.SetNumLargeDigits(digits)
+        return cp
+
+    def _try_context(self, depth: int, digits: int, secure: bool) -> tuple[Any | None, str]:
+        """A crypto context, or ``(None, message)`` when OpenFHE's security check rejects it."""
+        of = load_openfhe()
+        try:
+            return of.GenCryptoContext(self._cc_params(depth, digits, secure)), ""
+        except RuntimeError as exc:
+            msg = str(exc).rsplit("):", 1)[-1].strip()
+            if any(m in msg for m in _SECURITY_MARKERS):
+                return None, msg
+            if "digits" in msg:  # this digit count does not divide the towers: not a candidate
+                return None, ""
+            raise ConfigError(f"OpenFHE rejected the CKKS parameters (depth {depth}): {msg}") from exc
+
+    def _digit_candidates(self) -> tuple[int, ...]:
+        fixed = self.params.extra.get("num_large_digits")
+        return (int(fixed),) if fixed else _DIGIT_CANDIDATES
+
+    def _generate_context(self) -> tuple[Any, dict]:
+        """Build the crypto context (no keys) after the security checks; cheap (< 1 s)."""
+        of = load_openfhe()
+        layout = self._layout()
+        p = self.params
+        if not p.insecure:
+            check_security(p, self._estimated_modulus_bits(layout.depth))
+        cc, message, digits = None, "no key-switching digit count fits", 0
+        for digits in self._digit_candidates():
+            cc, why = self._try_context(layout.depth, digits, secure=not p.insecure)
+            message = why or message
+            if cc is not None:
+                break
+        if cc is None:
+            best = self.max_secure_levels()
+            hint = f"at most {best} levels fit" if best else "no level count fits"
+            raise SecurityError(
+                f"CKKS parameters are below 128-bit security: OpenFHE's HE-standard check rejects ring dimension "
+                f"{p.ring_dimension} with depth {layout.depth} ({p.levels} levels"
+                f"{f' + {layout.depth - p.levels} for bootstrapping' if p.bootstrap else ''}, scale {p.scale_bits} "
+                f"bits): {message.rstrip('.')}. With these settings {hint}; lower ckks.levels or "
+                f"ckks.scale_bits, raise ckks.ring_dimension, or set ckks.insecure = true to opt out"
+            )
+        for feature in (of.PKE, of.KEYSWITCH, of.LEVELEDSHE, of.ADVANCEDSHE):
+            cc.Enable(feature)
+        if p.bootstrap:
+            cc.Enable(of.FHE)
+        modulus_bits = math.log2(cc.GetElementParams().GetModulus())
+        security = 0 if p.insecure else check_security(p, math.ceil(modulus_bits))
+        info = {
+            "depth": layout.depth,
+            "reserved_levels": layout.reserve,
+            "bootstrap_depth": self.bootstrap_depth(),
+            "num_large_digits": digits or "openfhe-default",
+            "modulus_bits": round(modulus_bits, 1),
+            "security_bits": security,
+            "scaling": "FLEXIBLEAUTO",
+            "openfhe": _openfhe_version(),
+        }
+        self._validated = info
+        return cc, info
+
+    def context_info(self) -> dict:
+        """Depth, reserved levels, digit count, log2(Q) and security of this configuration."""
+        if self._validated is None:
+            self._generate_context()
+        assert self._validated is not None
+        return dict(self._validated)
+
+    def max_secure_levels(self) -> int:
+        """The largest ``levels`` that passes OpenFHE's 128-bit check with the other settings unchanged."""
+        lo, hi = 0, 64
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            depth = self._layout(mid).depth
+            ok = False
+            if self._estimated_modulus_bits(depth) <= _max_logq(self.params.ring_dimension):
+                ok = any(self._try_context(depth, d, secure=True)[0] is not None for d in self._digit_candidates())
+            lo, hi = (mid, hi) if ok else (lo, mid - 1)
+        return lo
+
+    # ----------------------------------------------------------------- contract
+    def capabilities(self) -> Capabilities:
+        p = self.params
+        security = 0 if p.insecure else int(self.context_info()["security_bits"])
+        if p.bootstrap:
+            key = (p.ring_dimension, p.scale_bits, p.first_mod_bits, tuple(p.level_budget), p.secret_key_dist)
+            measured = _MEASURED_BOOTSTRAP_PRECISION.get(key, _DEFAULT_BOOTSTRAP_PRECISION)
+            precision = float(p.extra.get("bootstrap_precision_bits", measured))
+        else:
+            precision = float(p.scale_bits - _FRESH_PRECISION_LOSS)
+        return Capabilities(
+            backend=self.name,
+            slots=p.slot_count,
+            ring_dimension=p.ring_dimension,
+            max_level=p.levels,
+            bootstrapping=p.bootstrap,
+            level_after_bootstrap=p.levels if p.bootstrap else None,
+            security_bits=security,
+            precision_bits=precision,
+            scale_bits=p.scale_bits,
+        )
+
+    def keygen(self, request: KeyRequest) -> tuple[OpenFHEClient, OpenFHEEvaluator]:
+        """Fresh context and keys: relinearization, exactly ``request.rotations``, bootstrap if asked."""
+        p = self.params
+        if request.bootstrap and not p.bootstrap:
+            raise CapabilityError(
+                "bootstrap keys requested but ckks.bootstrap = false (the context has no bootstrapping depth)"
+            )
+        caps = self.capabilities()
+        cc, _ = self._generate_context()
+        layout = self._layout()
+        if request.bootstrap:
+            cc.EvalBootstrapSetup(list(p.level_budget), [0, 0], layout.slots)
+        keys = cc.KeyGen()
+        relin = request.relinearization or request.bootstrap  # bootstrapping multiplies internally
+        if relin:
+            cc.EvalMultKeyGen(keys.secretKey)
+        rotations = normalize_rotations(request.rotations, layout.slots)
+        if rotations:
+            cc.EvalRotateKeyGen(keys.secretKey, sorted(rotations))
+        if request.bootstrap:
+            cc.EvalBootstrapKeyGen(keys.secretKey, layout.slots)
+        client = OpenFHEClient(cc, keys.publicKey, keys.secretKey, layout)
+        evaluator = OpenFHEEvaluator(
+            cc, layout, caps, rotations=rotations, relinearization=relin,
+            bootstrap_keys=request.bootstrap, bootstrap_iterations=p.bootstrap_iterations,
+            # OpenFHE's two-pass bootstrap wants the single pass's (max-error) precision: ~3 bits below RMS
+            bootstrap_precision=max(1, int(caps.precision_bits) - 3),
+        )
+        KEYS.track(keys.secretKey.GetKeyTag(), client, evaluator)
+        del keys
+        return client, evaluator
+
+
+def _max_logq(ring_dimension: int) -> int:
+    return HE_STANDARD_128_MAX_LOGQ.get(ring_dimension, 0)
+
+
+def _openfhe_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("openfhe")
+    except Exception:  # pragma: no cover - metadata missing in odd installs
+        return "unknown"
+
+
+def measure_chebyshev_depths(degrees: Sequence[int], ring_dimension: int = 2048) -> dict[int, int]:
+    """Levels OpenFHE's ``EvalChebyshevSeries`` really consumes per degree (raw, before our alignment).
+
+    Runs on a small insecure context with random coefficients; used to build and test the table in
+    :func:`openfhe_chebyshev_depth`.
+    """
+    degrees = list(degrees)
+    top = openfhe_chebyshev_depth(min(max(degrees), MAX_CHEBYSHEV_DEGREE)) + 2
+    params = CKKSParams(ring_dimension=ring_dimension, scale_bits=40, first_mod_bits=60, levels=top,
+                        bootstrap=False, insecure=True, slots=min(64, ring_dimension // 2))
+    client, ev = OpenFHEBackend(params).keygen(KeyRequest())
+    rng = np.random.default_rng(0)
+    ct = client.encrypt(rng.uniform(-1, 1, params.slot_count))
+    out: dict[int, int] = {}
+    for d in degrees:
+        coeffs = rng.uniform(-1, 1, d + 1) / np.arange(1, d + 2)
+        series = [2.0 * coeffs[0]] + list(map(float, coeffs[1:]))
+        res = ev._cc.EvalChebyshevSeries(ct, series, -1.0, 1.0)
+        out[d] = ev.level(ct) - ev.level(res)
+    return out

@@ -47,7 +47,7 @@ class CKKSParams:
     ring_dimension: int = 65536
     scale_bits: int = 59
     first_mod_bits: int = 60
-    levels: int = 9
+    levels: int = 6
     bootstrap: bool = True
     level_budget: tuple[int, int] = (3, 3)
     secret_key_dist: str = "SPARSE_ENCAPSULATED"

@@ -68,7 +68,7 @@ class CKKSConfig:
     ring_dimension: int = 65536
     scale_bits: int = 59
     first_mod_bits: int = 60
-    levels: int = 9
+    levels: int = 6
     bootstrap: bool = True
     level_budget: list[int] = field(default_factory=lambda: [3, 3])
     secret_key_dist: str = "SPARSE_ENCAPSULATED"

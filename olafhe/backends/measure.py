@@ -1,0 +1,308 @@
+"""Measure a backend's per-operation cost table (seconds per op kind and level) on this machine.
+
+Generic over the :class:`~olafhe.core.backend.Backend` contract: it only uses ``capabilities``,
+``keygen``, the client and the evaluator methods, so any backend (OpenFHE, TenSEAL, a third-party
+plugin) can be measured. Conventions, shared with the simulator's operation counter:
+
+* the level of an entry is the level the operation *runs at* (its operands' level);
+* operands are shaped like a program's: below ``max_level`` they are products (``multiply_scalar``
+  from one level up), so lazily rescaling backends pay their pending rescale where programs do; at
+  ``max_level`` they are bootstrap outputs when bootstrapping is measured, else fresh encryptions;
+* ``add_plain``/``multiply_plain`` use a pre-encoded plaintext when the evaluator offers
+  ``encode(values, level)``; the ``encode`` entry is then the extra cost of encoding on the fly;
+* ``rotate_hoisted`` is seconds per rotation of a batch of ``hoist_batch`` (8) rotations after the
+  shared precomputation; ``hoist_precompute`` is that precomputation when the backend records it
+  separately in its counter, else 0;
+* ``chebyshev_<d>`` is one whole series, at the top level and at the lowest level that fits it;
+* ``bootstrap`` is keyed by the level after bootstrapping (``params.levels``);
+* every number is the minimum over ``repeats`` runs (robust to other processes on the machine);
+  the 1-minute load average before and after is stored with the table.
+
+Run as a script to measure and save (or merge into) a table::
+
+    python -m olafhe.backends.measure --backend openfhe --set ckks.levels=5 --merge-into FILE
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime, timezone
+from functools import partial
+from typing import Any
+
+import numpy as np
+
+from ..core.backend import Backend, CKKSParams, KeyRequest, normalize_rotations
+from ..core.costs import CostTable, machine_description
+from ..core.errors import ConfigError, DataError, OlafheError
+
+CHEBYSHEV_DEGREES = (3, 7, 15, 31, 63)
+HOIST_BATCH = 8
+
+
+def _best(fn: Callable[[], Any], repeats: int) -> float:
+    """Minimum wall time of ``fn`` over ``repeats`` calls."""
+    best = math.inf
+    for _ in range(max(1, repeats)):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def _jsonable(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _jsonable(dataclasses.asdict(value))
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    return value
+
+
+class _Log:
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.t0 = time.perf_counter()
+
+    def __call__(self, message: str) -> None:
+        if self.enabled:
+            print(f"[measure {time.perf_counter() - self.t0:7.1f}s] {message}", file=sys.stderr, flush=True)
+
+
+def measure_cost_table(
+    backend: Backend,
+    levels: list[int] | None = None,
+    repeats: int = 3,
+    bootstrap: bool = True,
+    progress: bool = True,
+    chebyshev_degrees: Sequence[int] = CHEBYSHEV_DEGREES,
+    hoist_batch: int = HOIST_BATCH,
+) -> CostTable:
+    """Time every contract operation of ``backend`` at each level; see the module docstring."""
+    log = _Log(progress)
+    caps = backend.capabilities()
+    top = caps.max_level
+    levels = sorted(set(range(top + 1) if levels is None else levels))
+    if not levels or levels[0] < 0 or levels[-1] > top:
+        raise ConfigError(f"levels to measure must lie in 0..{top} (the backend's max_level), got {levels}")
+    do_boot = bool(bootstrap and caps.bootstrapping)
+    load_before = os.getloadavg()[0]
+    steps = list(range(1, hoist_batch + 1))
+    request = KeyRequest(rotations=normalize_rotations(steps, caps.slots), bootstrap=do_boot)
+    log(f"{caps.describe()}: key generation (bootstrap keys: {do_boot})")
+    t = time.perf_counter()
+    client, ev = backend.keygen(request)
+    keygen_s = time.perf_counter() - t
+    log(f"keygen {keygen_s:.1f} s")
+
+    rng = np.random.default_rng(0)
+    x, y, w = (rng.uniform(-0.5, 0.5, caps.slots) for _ in range(3))
+    encode = getattr(ev, "encode", None)
+
+    boot: dict[int, float] = {}
+    extra: dict[str, Any] = {}
+    refreshed = None
+    if do_boot:
+        after = int(caps.level_after_bootstrap if caps.level_after_bootstrap is not None else top)
+        ct = ev.multiply_scalar(client.encrypt(x, 1), 1.0) if top >= 1 else client.encrypt(x, 0)
+        seconds, worst, sq = math.inf, 0.0, 0.0
+        runs = max(1, min(repeats, 2))
+        for _ in range(runs):
+            t = time.perf_counter()
+            refreshed = ev.bootstrap(ct)
+            seconds = min(seconds, time.perf_counter() - t)
+            err = client.decrypt(refreshed, caps.slots) - x
+            worst, sq = max(worst, float(np.max(np.abs(err)))), sq + float(np.mean(err**2)) / runs
+        boot[after] = seconds
+        bits = round(-math.log2(max(worst, 2.0**-60)), 2)
+        extra["bootstrap_precision_bits"] = {str(after): bits}
+        extra["bootstrap_rms_precision_bits"] = {str(after): round(-0.5 * math.log2(max(sq, 2.0**-120)), 2)}
+        log(f"bootstrap to level {after}: {seconds:.2f} s, precision {bits} bits (max error), "
+            f"{extra['bootstrap_rms_precision_bits'][str(after)]} bits (rms)")
+
+    def operands(level: int) -> tuple[Any, Any]:
+        """Two ciphertexts at ``level`` shaped like a program's: products, or bootstrap outputs at the top."""
+        if level == top and refreshed is not None and ev.level(refreshed) == top:
+            return refreshed, ev.add_scalar(refreshed, 0.125)
+        if level < top:
+            return tuple(ev.multiply_scalar(client.encrypt(v, level + 1), 1.0) for v in (x, y))  # type: ignore[return-value]
+        return client.encrypt(x, level), client.encrypt(y, level)
+
+    ops: dict[str, dict[int, float]] = {}
+
+    def put(kind: str, level: int, seconds: float) -> None:
+        ops.setdefault(kind, {})[level] = seconds
+
+    for lv in levels:
+        a, b = operands(lv)
+        plain: Any = encode(w, lv) if callable(encode) else w
+        put("add", lv, _best(partial(ev.add, a, b), repeats))
+        put("add_plain", lv, _best(partial(ev.add_plain, a, plain), repeats))
+        put("add_scalar", lv, _best(partial(ev.add_scalar, a, 0.25), repeats))
+        if callable(encode):
+            put("encode", lv, _best(partial(encode, w, lv), repeats))
+        if lv >= 1:
+            put("multiply", lv, _best(partial(ev.multiply, a, b), repeats))
+            put("multiply_plain", lv, _best(partial(ev.multiply_plain, a, plain), repeats))
+            put("multiply_scalar", lv, _best(partial(ev.multiply_scalar, a, 0.5), repeats))
+            put("level_reduce", lv, _best(partial(ev.level_reduce, a, lv - 1), repeats))
+        put("rotate", lv, _best(partial(ev.rotate, a, 1), repeats))
+        pre_s, per_s = _measure_hoisted(ev, a, steps, repeats)
+        put("hoist_precompute", lv, pre_s)
+        put("rotate_hoisted", lv, per_s)
+        log(f"level {lv}: multiply {ops.get('multiply', {}).get(lv, float('nan')):.4f} s, "
+            f"rotate {ops['rotate'][lv]:.4f} s, hoisted {per_s:.4f} s/rotation")
+
+    for d in chebyshev_degrees:
+        depth = ev.chebyshev_depth(d)
+        if depth > top:
+            continue
+        coeffs = rng.uniform(-1.0, 1.0, d + 1) / np.arange(1, d + 2) ** 2
+        for lv in sorted({top, depth}):
+            a = operands(lv)[0]
+            put(f"chebyshev_{d}", lv, _best(partial(ev.chebyshev, a, coeffs), repeats))
+            log(f"chebyshev degree {d} (depth {depth}) at level {lv}: {ops[f'chebyshev_{d}'][lv]:.3f} s")
+
+    params: dict[str, Any] = {"ckks": _jsonable(backend.params), "keygen_seconds": round(keygen_s, 2),
+                              "repeats": repeats, "statistic": "min", **extra}
+    info = getattr(backend, "context_info", None)
+    if callable(info):
+        params["context"] = _jsonable(info())
+    machine = machine_description()
+    machine.update({
+        "threads": backend.params.threads or os.environ.get("OMP_NUM_THREADS") or os.cpu_count(),
+        "loadavg_1m_before": round(load_before, 2),
+        "loadavg_1m_after": round(os.getloadavg()[0], 2),
+        "peak_rss_mb": _peak_rss_mb(),
+    })
+    return CostTable(
+        backend=backend.name, ring_dimension=caps.ring_dimension, ops=ops, bootstrap=boot, machine=machine,
+        params=params, created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
+
+
+def _measure_hoisted(ev: Any, a: Any, steps: list[int], repeats: int) -> tuple[float, float]:
+    """(precompute seconds, seconds per rotation) of one hoisted batch, minimum over repeats."""
+    pre_best, per_best = math.inf, math.inf
+    for _ in range(max(1, repeats)):
+        before = sum(s for (k, _), s in ev.counter.seconds.items() if k == "hoist_precompute")
+        t = time.perf_counter()
+        ev.rotate_hoisted(a, steps)
+        wall = time.perf_counter() - t
+        pre = sum(s for (k, _), s in ev.counter.seconds.items() if k == "hoist_precompute") - before
+        pre_best = min(pre_best, pre)
+        per_best = min(per_best, (wall - pre) / len(steps))
+    return pre_best, per_best
+
+
+def _peak_rss_mb() -> float:
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1)
+
+
+def merge_cost_tables(tables: Iterable[CostTable], prefer: str = "first") -> CostTable:
+    """One table from several runs of the same backend and ring dimension.
+
+    ``prefer="first"`` (runs of different configurations): per (kind, level) the first table wins and
+    later tables fill what it lacks; ``bootstrap`` is the union keyed by level after bootstrapping
+    (later tables win). ``prefer="min"`` (repeated runs of one configuration on a shared machine): the
+    minimum of every entry, the least disturbed measurement. ``params["configs"]`` keeps every run's
+    parameters and machine so nothing measured is lost.
+    """
+    if prefer not in ("first", "min"):
+        raise DataError(f"merge_cost_tables: prefer must be 'first' or 'min', got {prefer!r}")
+    tables = list(tables)
+    if not tables:
+        raise DataError("merge_cost_tables needs at least one table")
+    first = tables[0]
+    for t in tables[1:]:
+        if (t.backend, t.ring_dimension) != (first.backend, first.ring_dimension):
+            raise DataError(
+                f"cannot merge cost tables of {t.backend}-N{t.ring_dimension} into "
+                f"{first.backend}-N{first.ring_dimension}"
+            )
+    ops: dict[str, dict[int, float]] = {}
+    boot: dict[int, float] = {}
+    configs: list[dict] = []
+    for t in tables:
+        for kind, table in t.ops.items():
+            dst = ops.setdefault(kind, {})
+            for lv, v in table.items():
+                dst[lv] = min(v, dst.get(lv, math.inf)) if prefer == "min" else dst.get(lv, v)
+        for lv, v in t.bootstrap.items():
+            boot[lv] = min(v, boot.get(lv, math.inf)) if prefer == "min" else v
+        runs = t.params.get("configs") or [{"params": t.params, "machine": t.machine, "created": t.created}]
+        configs.extend(runs)
+    params = {"merged_from": len(configs), "configs": configs}
+    return CostTable(backend=first.backend, ring_dimension=first.ring_dimension, ops=ops, bootstrap=boot,
+                     machine=first.machine, params=params, created=max(t.created for t in tables))
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+def _params_from_overrides(overrides: list[str]) -> CKKSParams:
+    from ..core.config import parse_override
+
+    fields = {f.name for f in dataclasses.fields(CKKSParams)}
+    kwargs: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
+    for text in overrides:
+        path, value = parse_override(text)
+        if path[0] == "ckks":
+            path = path[1:]
+        if len(path) == 2 and path[0] == "extra":
+            extra[path[1]] = value
+        elif len(path) == 1 and path[0] in fields and path[0] != "extra":
+            kwargs[path[0]] = tuple(value) if isinstance(value, list) else value
+        else:
+            raise ConfigError(f"--set {text!r}: unknown key; known: ckks.{{{', '.join(sorted(fields))}}}")
+    return CKKSParams(**kwargs, extra=extra)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Measure one configuration and save it (optionally merged into an existing table)."""
+    ap = argparse.ArgumentParser(prog="python -m olafhe.backends.measure", description=__doc__.split("\n")[0])
+    ap.add_argument("--backend", default="openfhe")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="ckks.KEY=VALUE")
+    ap.add_argument("--levels", default="", help="comma-separated levels (default: all)")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--no-bootstrap", action="store_true")
+    ap.add_argument("--chebyshev", default=",".join(map(str, CHEBYSHEV_DEGREES)), help="degrees ('' for none)")
+    ap.add_argument("--out", default="", help="write the table here")
+    ap.add_argument("--merge-into", default="", help="merge into this table (the new run fills gaps)")
+    ap.add_argument("--prefer", choices=("first", "min"), default="first",
+                    help="merge rule: existing entries win (first) or the minimum of both runs (min)")
+    ap.add_argument("--quiet", action="store_true")
+    args = ap.parse_args(argv)
+    try:
+        from ..core.plugins import registry
+
+        backend = registry().get("backend", args.backend)(_params_from_overrides(args.overrides))
+        levels = [int(v) for v in args.levels.split(",") if v.strip()] or None
+        degrees = [int(v) for v in args.chebyshev.split(",") if v.strip()]
+        table = measure_cost_table(backend, levels, args.repeats, not args.no_bootstrap, not args.quiet, degrees)
+        if args.merge_into and os.path.exists(args.merge_into):
+            table = merge_cost_tables([CostTable.load(args.merge_into), table], prefer=args.prefer)
+        out = args.out or args.merge_into
+        if out:
+            table.save(out)
+        print(json.dumps({"ops": {k: {str(lv): round(v, 5) for lv, v in t.items()} for k, t in table.ops.items()},
+                          "bootstrap": {str(k): round(v, 3) for k, v in table.bootstrap.items()}, "saved": out}))
+    except OlafheError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

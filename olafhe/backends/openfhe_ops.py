@@ -1,0 +1,353 @@
+"""Client and evaluator of the ``openfhe`` backend (see :mod:`olafhe.backends.openfhe_backend`).
+
+The level of a ciphertext is exact under FLEXIBLEAUTO:
+``level = depth - reserve - ct.GetLevel() - (ct.GetNoiseScaleDeg() - 1)``; a pending rescale already owns
+the limb it will drop. :class:`SlotLayout` holds that mapping for one crypto context.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..core.backend import Capabilities, Client, Evaluator, OpCounter
+from ..core.errors import (
+    ApproximationError,
+    CapabilityError,
+    DataError,
+    OlafheError,
+    OutOfLevelsError,
+    ShapeError,
+)
+from .openfhe_common import load_openfhe, openfhe_chebyshev_depth
+
+
+@dataclass(frozen=True)
+class SlotLayout:
+    """Maps contract levels to OpenFHE's level index; shared by the client and the evaluator."""
+
+    depth: int      # multiplicative depth of the crypto context
+    reserve: int    # levels kept below level 0 (1 with bootstrapping: EvalBootstrap needs a limb)
+    max_level: int  # params.levels
+    slots: int
+
+    def index(self, level: int) -> int:
+        """OpenFHE ``GetLevel()`` of a rescaled ciphertext with ``level`` levels left."""
+        return self.depth - self.reserve - level
+
+    def level(self, ct: Any) -> int:
+        return self.depth - self.reserve - ct.GetLevel() - (ct.GetNoiseScaleDeg() - 1)
+
+    def vector(self, values: Any, what: str) -> np.ndarray:
+        """``values`` as a float64 vector zero-padded to ``slots`` (ShapeError/DataError otherwise)."""
+        v = np.asarray(values, dtype=np.float64)
+        if v.ndim != 1:
+            raise ShapeError(f"{what}: expected a 1-D vector, got shape {v.shape}")
+        if v.size > self.slots:
+            raise ShapeError(f"{what}: {v.size} values do not fit in {self.slots} slots")
+        if not np.all(np.isfinite(v)):
+            raise DataError(f"{what}: values contain NaN or infinity")
+        if v.size < self.slots:
+            v = np.concatenate([v, np.zeros(self.slots - v.size)])
+        return np.ascontiguousarray(v)
+
+
+class OpenFHEClient(Client):
+    """Holds the secret key; encrypts at a requested level and decrypts."""
+
+    def __init__(self, cc: Any, public_key: Any, secret_key: Any, layout: SlotLayout) -> None:
+        self._cc = cc
+        self._public_key = public_key
+        self._secret_key = secret_key
+        self._layout = layout
+
+    def close(self) -> None:
+        """Drop this object's hold on its key's OpenFHE maps (freed once client and evaluator let go)."""
+        release = getattr(self, "_release_keys", None)
+        if release is not None:
+            release()
+
+    def encrypt(self, values: np.ndarray, level: int | None = None) -> Any:
+        lay = self._layout
+        level = lay.max_level if level is None else int(level)
+        if not 0 <= level <= lay.max_level:
+            raise CapabilityError(f"cannot encrypt at level {level}: this context has levels 0..{lay.max_level}")
+        vec = lay.vector(values, "encrypt")
+        pt = self._cc.MakeCKKSPackedPlaintext(vec, 1, lay.index(level), None, lay.slots)
+        return self._cc.Encrypt(self._public_key, pt)
+
+    def decrypt(self, ciphertext: Any, length: int | None = None) -> np.ndarray:
+        n = self._layout.slots if length is None else int(length)
+        if not 0 <= n <= self._layout.slots:
+            raise ShapeError(f"decrypt: length {n} is outside 0..{self._layout.slots} slots")
+        try:
+            pt = self._cc.Decrypt(ciphertext, self._secret_key)
+        except RuntimeError as exc:
+            raise OlafheError(
+                f"decryption failed ({str(exc).rsplit('):', 1)[-1].strip()}); the values probably outgrew the "
+                f"scale (keep slots within [-1, 1] before bootstrapping and products)"
+            ) from exc
+        pt.SetLength(n)
+        return np.array(pt.GetRealPackedValueArray(), dtype=np.float64)[:n]
+
+
+class OpenFHEEvaluator(Evaluator):
+    """Server side: the crypto context with its evaluation keys (relinearization, rotations,
+    bootstrapping); never the secret key.
+
+    ``add_plain`` and ``multiply_plain`` also accept a plaintext from :meth:`encode` (pre-encoded
+    weights); the level recorded with every operation is the level it runs at (its operands' level).
+    """
+
+    def __init__(
+        self, cc: Any, layout: SlotLayout, capabilities: Capabilities, *,
+        rotations: frozenset[int], relinearization: bool, bootstrap_keys: bool,
+        bootstrap_iterations: int = 1, bootstrap_precision: int = 17,
+    ) -> None:
+        self._cc = cc
+        self._layout = layout
+        self._rotations = rotations
+        self._relin = relinearization
+        self._bootstrap_keys = bootstrap_keys
+        self._iterations = bootstrap_iterations
+        self._precision = bootstrap_precision
+        self._zeros: dict[int, Any] = {}
+        of = load_openfhe()
+        self._ciphertext_type, self._plaintext_type = of.Ciphertext, of.Plaintext
+        self.capabilities = capabilities
+        self.counter = OpCounter()
+
+    def close(self) -> None:
+        """Drop this object's hold on its key's OpenFHE maps (freed once client and evaluator let go)."""
+        release = getattr(self, "_release_keys", None)
+        if release is not None:
+            release()
+
+    # ----------------------------------------------------------------- helpers
+    def level(self, ct: Any) -> int:
+        if not isinstance(ct, self._ciphertext_type):
+            raise ShapeError(f"expected an OpenFHE ciphertext, got {type(ct).__name__}")
+        return self._layout.level(ct)
+
+    def chebyshev_depth(self, degree: int) -> int:
+        return openfhe_chebyshev_depth(degree)
+
+    def _zero(self, index: int) -> Any:
+        """All-zero plaintext at OpenFHE level ``index`` (cached): adding it level-reduces exactly."""
+        pt = self._zeros.get(index)
+        if pt is None:
+            slots = self._layout.slots
+            pt = self._cc.MakeCKKSPackedPlaintext(np.zeros(slots), 1, index, None, slots)
+            self._zeros[index] = pt
+        return pt
+
+    def _rescaled(self, ct: Any) -> Any:
+        """``ct`` with its pending rescale done (same contract level).
+
+        ``Compress(ct, towers - 1, 1)`` rescales exactly; OpenFHE 1.6.1's own adjustment of a product
+        against a plaintext at the last limb fails ("multiplicative depth insufficient"), so every
+        plaintext operation on a product goes through here first.
+        """
+        if ct.GetNoiseScaleDeg() < 2:
+            return ct
+        towers = self._layout.depth + 1 - ct.GetLevel()
+        return self._cc.Compress(ct, towers - 1, 1)
+
+    def _reduce(self, ct: Any, level: int) -> Any:
+        """``ct`` at ``level`` (<= its level), dropping limbs with the right per-level scale factor."""
+        ct = self._rescaled(ct)
+        if self._layout.level(ct) == level:
+            return ct
+        return self._cc.EvalAdd(ct, self._zero(self._layout.index(level)))
+
+    def _align(self, a: Any, b: Any) -> tuple[Any, Any, int]:
+        la, lb = self.level(a), self.level(b)
+        if la > lb:
+            a = self._reduce(a, lb)
+        elif lb > la:
+            b = self._reduce(b, la)
+        return a, b, min(la, lb)
+
+    def _plain(self, values: Any, index: int, scale_degree: int, what: str) -> Any:
+        if isinstance(values, self._plaintext_type):
+            return values
+        vec = self._layout.vector(values, what)
+        return self._cc.MakeCKKSPackedPlaintext(vec, scale_degree, index, None, self._layout.slots)
+
+    def _need_relin(self, kind: str) -> None:
+        if not self._relin:
+            raise CapabilityError(f"{kind} needs the relinearization key; keygen with KeyRequest(relinearization=True)")
+
+    def _rotation_key(self, steps: int) -> int:
+        s = int(steps) % self._layout.slots
+        if s and s not in self._rotations:
+            raise CapabilityError(
+                f"no rotation key for {steps} (= {s} mod {self._layout.slots} slots); keys exist for "
+                f"{sorted(self._rotations)[:16]}{'...' if len(self._rotations) > 16 else ''}; "
+                f"add it to KeyRequest.rotations"
+            )
+        return s
+
+    # ----------------------------------------------------------------- operations
+    def encode(self, values: np.ndarray, level: int) -> Any:
+        """Pre-encode a plaintext vector for ``add_plain``/``multiply_plain`` at ``level``."""
+        if not 0 <= level <= self._layout.max_level:
+            raise CapabilityError(f"cannot encode at level {level}: levels are 0..{self._layout.max_level}")
+        t = time.perf_counter()
+        pt = self._plain(values, self._layout.index(level), 1, "encode")
+        self._timed("encode", level, t)
+        return pt
+
+    def add(self, a: Any, b: Any) -> Any:
+        t = time.perf_counter()
+        a, b, lv = self._align(a, b)
+        out = self._cc.EvalAdd(a, b)
+        self._timed("add", lv, t)
+        return out
+
+    def add_plain(self, a: Any, values: Any) -> Any:
+        lv = self.level(a)
+        t = time.perf_counter()
+        if isinstance(values, self._plaintext_type):  # pre-encoded for a rescaled ciphertext at this level
+            a = self._rescaled(a)
+        pt = self._plain(values, a.GetLevel(), a.GetNoiseScaleDeg(), "add_plain")
+        out = self._cc.EvalAdd(a, pt)
+        self._timed("add_plain", lv, t)
+        return out
+
+    def add_scalar(self, a: Any, value: float) -> Any:
+        lv = self.level(a)
+        t = time.perf_counter()
+        out = self._cc.EvalAdd(a, float(value))
+        self._timed("add_scalar", lv, t)
+        return out
+
+    def multiply(self, a: Any, b: Any) -> Any:
+        self._need_relin("multiply")
+        self._require("multiply", min(self.level(a), self.level(b)))
+        t = time.perf_counter()
+        if a is b:
+            lv = self.level(a)
+            out = self._cc.EvalSquare(a)
+        else:
+            a, b, lv = self._align(a, b)
+            out = self._cc.EvalMult(a, b)
+        self._timed("multiply", lv, t)
+        return out
+
+    def multiply_plain(self, a: Any, values: Any) -> Any:
+        lv = self.level(a)
+        self._require("multiply_plain", lv)
+        t = time.perf_counter()
+        a = self._rescaled(a)
+        pt = self._plain(values, a.GetLevel(), 1, "multiply_plain")
+        out = self._cc.EvalMult(a, pt)
+        self._timed("multiply_plain", lv, t)
+        return out
+
+    def multiply_scalar(self, a: Any, value: float) -> Any:
+        lv = self.level(a)
+        self._require("multiply_scalar", lv)
+        t = time.perf_counter()
+        out = self._cc.EvalMult(a, float(value))
+        self._timed("multiply_scalar", lv, t)
+        return out
+
+    def rotate(self, a: Any, steps: int) -> Any:
+        s = self._rotation_key(steps)
+        if s == 0:
+            return a
+        lv = self.level(a)
+        t = time.perf_counter()
+        out = self._cc.EvalRotate(a, s)
+        self._timed("rotate", lv, t)
+        return out
+
+    def rotate_hoisted(self, a: Any, steps: Sequence[int]) -> dict[int, Any]:
+        """Rotations sharing one digit decomposition (``EvalFastRotationPrecompute``)."""
+        keyed = {st: self._rotation_key(st) for st in steps}
+        out: dict[int, Any] = {st: a for st, s in keyed.items() if s == 0}
+        if len(out) == len(keyed):
+            return out
+        lv = self.level(a)
+        t = time.perf_counter()
+        digits = self._cc.EvalFastRotationPrecompute(a)
+        self._timed("hoist_precompute", lv, t)
+        m = self._cc.GetCyclotomicOrder()
+        for st, s in keyed.items():
+            if s:
+                t = time.perf_counter()
+                out[st] = self._cc.EvalFastRotation(a, s, m, digits)
+                self._timed("rotate_hoisted", lv, t)
+        return out
+
+    def level_reduce(self, a: Any, level: int) -> Any:
+        lv = self.level(a)
+        if level > lv:
+            raise OutOfLevelsError(
+                f"level_reduce to level {level} but the ciphertext is at {lv}; only bootstrap raises a level"
+            )
+        if level < 0:
+            raise OutOfLevelsError(f"level_reduce to level {level}: levels are >= 0")
+        if level == lv:
+            return a
+        t = time.perf_counter()
+        out = self._reduce(a, level)
+        self._timed("level_reduce", lv, t)
+        return out
+
+    def chebyshev(self, a: Any, coefficients: np.ndarray) -> Any:
+        c = np.asarray(coefficients, dtype=np.float64)
+        if c.ndim != 1 or c.size == 0:
+            raise ShapeError(f"chebyshev: coefficients must be a non-empty 1-D vector, got shape {c.shape}")
+        if not np.all(np.isfinite(c)):
+            raise ApproximationError("chebyshev: coefficients contain NaN or infinity")
+        degree = c.size - 1
+        depth = openfhe_chebyshev_depth(degree)
+        lv = self.level(a)
+        self._require(f"chebyshev (degree {degree})", lv, depth)
+        if degree:
+            self._need_relin("chebyshev")
+        t = time.perf_counter()
+        if degree == 0:
+            out = self._cc.EvalAdd(self._cc.EvalSub(a, a), float(c[0]))
+        else:
+            series = [2.0 * float(c[0])] + [float(v) for v in c[1:]]  # OpenFHE: c0/2 + sum c_k T_k
+            out = self._cc.EvalChebyshevSeries(a, series, -1.0, 1.0)
+            got, want = self.level(out), lv - depth
+            if got > want:
+                out = self._reduce(out, want)
+            elif got < want:
+                raise CapabilityError(
+                    f"OpenFHE consumed {lv - got} levels for a degree-{degree} Chebyshev series, the measured table "
+                    f"says {depth}; this openfhe version differs from 1.6.1.0.22.4 -- re-run measure_chebyshev_depths"
+                )
+        self._timed(f"chebyshev_{degree}", lv, t)
+        return out
+
+    def bootstrap(self, a: Any) -> Any:
+        if not self.capabilities.bootstrapping:
+            return super().bootstrap(a)
+        if not self._bootstrap_keys:
+            raise CapabilityError("no bootstrap keys: keygen with KeyRequest(bootstrap=True)")
+        self.level(a)
+        target = self._layout.max_level
+        t = time.perf_counter()
+        if self._iterations == 2:
+            out = self._cc.EvalBootstrap(a, 2, self._precision)
+        else:
+            out = self._cc.EvalBootstrap(a)
+        got = self.level(out)
+        if got > target:
+            out = self._reduce(out, target)
+        elif got < target:
+            raise CapabilityError(
+                f"bootstrap returned level {got}, expected {target}: OpenFHE's bootstrapping depth differs from "
+                f"GetBootstrapDepth + 1 in this openfhe version"
+            )
+        self._timed("bootstrap", target, t)
+        return out

@@ -34,7 +34,7 @@ def test_resnet20_config() -> None:
     assert config.optimizer.name == "dp" and config.optimizer.eval_images == 2000
     assert config.backend.name == "openfhe"
     ckks = config.backend.ckks
-    assert (ckks.ring_dimension, ckks.levels, ckks.level_budget, ckks.insecure) == (65536, 9, [3, 3], False)
+    assert (ckks.ring_dimension, ckks.levels, ckks.level_budget, ckks.insecure) == (65536, 6, [3, 3], False)
 
 
 def test_resnet32_config() -> None:
@@ -48,7 +48,7 @@ def test_small_cnn_config_is_labelled_insecure_and_leveled() -> None:
     config = load_config(CONFIGS / "small_cnn.toml")
     assert config.model.name == "small_cnn"
     assert config.approximation.degrees == [3, 5, 7]
-    assert config.optimizer.leveled is True and config.optimizer.accuracy_drop == 1.0
+    assert config.optimizer.leveled is True and config.optimizer.accuracy_drop == 8.0
     assert config.backend.ckks.ring_dimension == 8192
     assert config.backend.ckks.insecure is True and config.backend.ckks.bootstrap is False
     assert config.run.evaluate_limit == 1000

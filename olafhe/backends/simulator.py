@@ -231,8 +231,12 @@ def plan_activations(plan: Plan, noise_bits: float | None = None, seed: int = 0)
     for layer in plan.layers:
         tab = TabulatedApproximation.build(layer.approximation)
         std = 2.0 ** -noise_bits if (noise_bits and layer.bootstrap_before) else 0.0
-        fns[layer.name] = (lambda tab, std: (lambda x: tab(x, std, rng)))(tab, std)
+        fns[layer.name] = _bind(tab, std, rng)
     return fns
+
+
+def _bind(tab: TabulatedApproximation, std: float, rng: np.random.Generator) -> Any:
+    return lambda x: tab(x, std, rng)
 
 
 def simulate_logits(graph: Graph, plan: Plan, images: torch.Tensor, batch_size: int = 500,

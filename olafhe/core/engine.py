@@ -90,6 +90,8 @@ class ActivationStep:
     bootstrap_before: bool
     level_in: int
     depth: int
+    stage_bootstrap: tuple[bool, ...] = ()
+    stage_level_in: tuple[int, ...] = ()
     kind = "activation"
 
 
@@ -122,7 +124,8 @@ class Program:
 
     @property
     def bootstraps(self) -> int:
-        return sum(1 for s in self.steps if isinstance(s, ActivationStep) and s.bootstrap_before)
+        return sum(int(s.bootstrap_before) + sum(1 for b in s.stage_bootstrap[1:] if b)
+                   for s in self.steps if isinstance(s, ActivationStep))
 
     def key_request(self) -> KeyRequest:
         return KeyRequest(rotations=self.rotations, bootstrap=self.bootstraps > 0)
@@ -376,7 +379,8 @@ def _activation_step(name: str, src: str, layer: Any, enc: Encoding) -> Activati
         stages[-1][0] += kappa
         beta_after = enc.beta
     return ActivationStep(name, src, approx, tuple(stages), beta_after, bool(layer.bootstrap_before),
-                          int(layer.level_in), int(layer.depth))
+                          int(layer.level_in), int(layer.depth), tuple(getattr(layer, "stage_bootstrap", ())),
+                          tuple(getattr(layer, "stage_level_in", ())))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -487,11 +491,20 @@ def apply_activation(step: ActivationStep, ev: Evaluator, t: Any) -> Any:
     if step.approximation.form == "plain":
         return ev.chebyshev(t, step.stages[0])
     s = t
-    for coeffs in step.stages:
+    for j, coeffs in enumerate(step.stages):
+        if j and step.stage_bootstrap and step.stage_bootstrap[j]:
+            s = ev.bootstrap(s)
+        if j and step.stage_level_in and ev.level(s) > step.stage_level_in[j]:
+            s = ev.level_reduce(s, step.stage_level_in[j])
         s = ev.chebyshev(s, coeffs)
     out = ev.multiply(t, s)
     if step.output_beta:
         out = ev.add_scalar(out, step.output_beta)
+    k = len(step.stages)
+    if len(step.stage_bootstrap) > k and step.stage_bootstrap[k]:
+        out = ev.bootstrap(out)
+    if len(step.stage_level_in) > k and ev.level(out) > step.stage_level_in[k]:
+        out = ev.level_reduce(out, step.stage_level_in[k])
     return out
 
 

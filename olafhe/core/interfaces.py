@@ -52,6 +52,9 @@ class Candidate:
     depth: int                 # levels the activation consumes on the target backend
     distortion: float          # sensitivity(layer) * weighted MSE: predicted output distortion
     seconds_by_level: dict[int, float] = field(default_factory=dict)  # activation cost at each input level
+    # multi-stage approximations: depth and cost per stage (the planner may bootstrap between stages)
+    stage_depths: tuple[int, ...] = ()
+    stage_seconds: tuple[dict[int, float], ...] = ()
 
 
 @dataclass(frozen=True)

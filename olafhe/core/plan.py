@@ -7,6 +7,7 @@ JSON format (see ``shared/CONTRACT.md``; extra fields are allowed and preserved)
      "layers": [{"name": str, "degree": int, "interval": [a, b], "basis": "chebyshev",
                  "coefficients": [...], "form": "plain"|"relu-sign", "stages": [...]?,
                  "depth": int, "level_in": int, "bootstrap_before": bool,
+                 "stage_bootstrap": [bool], "stage_level_in": [int],   # composite only
                  "weighted_mse": float, "max_error": float, ...}, ...],
      "bootstraps": int, "input_level": int,
      "predicted": {"latency_s": float, "accuracy": float|null, "distortion": float},
@@ -36,10 +37,21 @@ class PlanLayer:
     level_in: int
     bootstrap_before: bool
     depth: int
+    # multi-stage (composite) approximations may bootstrap between stages: per stage, whether the running
+    # value is bootstrapped first and the level it is reduced to (entry 0 mirrors the layer's own fields;
+    # one more entry at the end is for the layer's output, after the final product)
+    stage_bootstrap: tuple[bool, ...] = ()
+    stage_level_in: tuple[int, ...] = ()
+
+    @property
+    def bootstraps(self) -> int:
+        return int(self.bootstrap_before) + sum(1 for b in self.stage_bootstrap[1:] if b)
 
     def to_dict(self) -> dict:
         doc = {"name": self.name, **self.approximation.to_dict()}
         doc.update(depth=self.depth, level_in=self.level_in, bootstrap_before=self.bootstrap_before)
+        if self.stage_bootstrap:
+            doc.update(stage_bootstrap=list(self.stage_bootstrap), stage_level_in=list(self.stage_level_in))
         return doc
 
 
@@ -56,7 +68,7 @@ class Plan:
 
     @property
     def bootstraps(self) -> int:
-        return sum(1 for layer in self.layers if layer.bootstrap_before)
+        return sum(layer.bootstraps for layer in self.layers)
 
     @property
     def degrees(self) -> list[int]:
@@ -124,7 +136,14 @@ class Plan:
                     level_in=int(entry["level_in"]),
                     bootstrap_before=bool(entry["bootstrap_before"]),
                     depth=int(entry.get("depth", approx.depth)),
+                    stage_bootstrap=tuple(bool(b) for b in entry.get("stage_bootstrap", ())),
+                    stage_level_in=tuple(int(v) for v in entry.get("stage_level_in", ())),
                 ))
+                last = layers[-1]
+                if last.stage_bootstrap and not (len(last.stage_bootstrap) == len(last.stage_level_in)
+                                                 == len(approx.stages) + 1):
+                    raise DataError(f"{origin}: layer {last.name!r} needs one stage_bootstrap and stage_level_in "
+                                    f"entry per stage plus one for the output ({len(approx.stages) + 1})")
             except DataError:
                 raise
             except (OlafheError, KeyError, TypeError, ValueError, AttributeError) as exc:

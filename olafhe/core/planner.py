@@ -20,7 +20,7 @@ from .approximation import Approximation
 from .costs import CostTable
 from .engine import ActivationStep, AddStep, LinearStep, Program
 from .errors import InfeasibleError, OlafheError
-from .interfaces import Candidate, DegreeOptimizer, LayerSlot, OptimizationProblem, Solution
+from .interfaces import Candidate, DegreeOptimizer, LayerChoice, LayerSlot, OptimizationProblem, Solution
 from .plan import Plan, PlanLayer
 
 
@@ -124,9 +124,49 @@ def build_problem(program: Program, candidates: dict[str, list[Candidate]], cost
     tail_seconds = {lv: sum(linear_step_seconds(s, costs, lv - i) for i, s in enumerate(tail))
                     for lv in levels if lv >= len(tail)}
     return OptimizationProblem(
-        layers=tuple(slots), max_level=max_level, bootstrap_configs=dict(bootstrap_configs),
+        layers=tuple(expand_stages(slots)), max_level=max_level, bootstrap_configs=dict(bootstrap_configs),
         tail_depth=len(tail), tail_seconds_by_level={k: v for k, v in tail_seconds.items() if math.isfinite(v)},
     )
+
+
+STAGE_SEP = "#stage"
+
+
+def expand_stages(slots: list[LayerSlot]) -> list[LayerSlot]:
+    """Split layers whose approximation is a multi-stage composite into one slot per stage.
+
+    The composite sign-ReLU of prior work needs 14+ levels, more than one bootstrap segment holds at
+    128-bit security, so it must be able to bootstrap *between* its stages. Each stage becomes a slot
+    of its own (no linear work before it), which lets the same exact DP place those inner bootstraps.
+    Such a layer keeps one candidate (its first): the stage slots must agree on the polynomial. A last,
+    depth-0 slot stands for the layer's output so that it, too, can be bootstrapped.
+    """
+    out: list[LayerSlot] = []
+    renamed: dict[str, str] = {}
+    for slot in slots:
+        first = slot.candidates[0].approximation
+        skip = renamed.get(slot.skip_from, slot.skip_from) if slot.skip_from else None
+        if first.form != "relu-sign" or len(first.stages) < 2:
+            out.append(LayerSlot(slot.name, slot.candidates, slot.linear_depth, slot.linear_seconds_by_level,
+                                 skip, slot.skip_depth))
+            continue
+        cand = slot.candidates[0]
+        k = len(first.stages)
+        for j in range(k):
+            depth = cand.stage_depths[j] + (1 if j == k - 1 else 0)
+            seconds = {lv: v for lv, v in cand.stage_seconds[j].items() if lv >= depth}
+            stage = Candidate(first, depth, cand.distortion if j == 0 else 0.0, seconds)
+            name = slot.name if j == 0 else f"{slot.name}{STAGE_SEP}{j}"
+            if j == 0:
+                out.append(LayerSlot(name, (stage,), slot.linear_depth, slot.linear_seconds_by_level, skip,
+                                     slot.skip_depth))
+            else:
+                out.append(LayerSlot(name, (stage,), 0, {}))
+        # an identity slot after the final product: the DP may bootstrap the composite's output there,
+        # before the next linear layer (its output is at level 0 when the last stage fills a segment)
+        out.append(LayerSlot(f"{slot.name}{STAGE_SEP}{k}", (Candidate(first, 0, 0.0, {}),), 0, {}))
+        renamed[slot.name] = f"{slot.name}{STAGE_SEP}{k}"
+    return out
 
 
 def make_candidates(approximations: list[Approximation], sensitivity: float, depth_of: Callable[[int], int],
@@ -135,20 +175,53 @@ def make_candidates(approximations: list[Approximation], sensitivity: float, dep
     for approx in approximations:
         depth = candidate_depth(approx, depth_of)
         wmse = approx.weighted_mse if math.isfinite(approx.weighted_mse) else float("inf")
+        stage_depths = tuple(depth_of(d) for d in approx.stage_degrees)
+        last = len(stage_depths) - 1
+        product = approx.form == "relu-sign"   # the final x * sign(x) product after the last stage
+        stage_seconds = tuple(
+            {lv: costs.cost(f"chebyshev_{d}", lv) + (costs.cost("multiply", max(lv - sd, 1)) if j == last and product
+                                                    else 0.0)
+             for lv in range(sd, top_level + 1)}
+            for j, (d, sd) in enumerate(zip(approx.stage_degrees, stage_depths, strict=True)))
         out.append(Candidate(
             approximation=approx, depth=depth, distortion=sensitivity * wmse,
             seconds_by_level={lv: activation_seconds(approx, depth_of, costs, lv)
                               for lv in range(depth, top_level + 1)},
+            stage_depths=stage_depths, stage_seconds=stage_seconds,
         ))
     return out
 
 
 def solution_to_plan(solution: Solution, problem: OptimizationProblem, model: str, approximator: str,
                      optimizer: str, ckks: dict, predicted: dict | None = None) -> Plan:
-    layers = []
+    """Turn an optimizer's solution into a Plan, merging the stage slots of composite layers."""
+    layers: list[PlanLayer] = []
+    groups: dict[str, list[tuple[LayerSlot, LayerChoice]]] = {}
+    order: list[str] = []
     for slot, choice in zip(problem.layers, solution.choices, strict=True):
+        base = slot.name.split(STAGE_SEP)[0]
+        if base not in groups:
+            groups[base] = []
+            order.append(base)
+        groups[base].append((slot, choice))
+    for base in order:
+        members = groups[base]
+        slot, choice = members[0]
         cand = slot.candidates[choice.candidate_index]
-        layers.append(PlanLayer(slot.name, cand.approximation, choice.level_in, choice.bootstrap_before, cand.depth))
+        approx = cand.approximation
+        if len(members) == 1:
+            layers.append(PlanLayer(base, approx, choice.level_in, choice.bootstrap_before, cand.depth))
+            continue
+        boots = tuple(c.bootstrap_before for _, c in members)
+        levels = tuple(c.level_in for _, c in members)
+        final_in = levels[-2] - (members[-2][0].candidates[0].depth - 1)  # the sign value before the product
+        if choice.level_in < final_in:
+            raise InfeasibleError(
+                f"layer {base!r}: its input (level {choice.level_in}) would be below the composite's sign "
+                f"value (level {final_in}) at the final product"
+            )
+        total_depth = sum(m[0].candidates[0].depth for m in members)
+        layers.append(PlanLayer(base, approx, choice.level_in, choice.bootstrap_before, total_depth, boots, levels))
     ck = dict(ckks)
     if solution.level_after_bootstrap is not None:
         ck["levels"] = solution.level_after_bootstrap
@@ -182,9 +255,9 @@ def tune_budget(optimizer: DegreeOptimizer, problem: OptimizationProblem,
     def attempt(budget: float) -> tuple[Solution, Plan, float] | None:
         try:
             sol = optimizer.optimize(problem, budget)
+            plan = make_plan(sol)
         except InfeasibleError:
             return None
-        plan = make_plan(sol)
         acc = accuracy_of(plan)
         history.append({"budget": budget, "accuracy": acc, "latency_s": sol.predicted_seconds,
                         "bootstraps": sol.bootstraps})

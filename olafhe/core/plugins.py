@@ -40,7 +40,9 @@ class PluginRegistry:
             try:
                 self.pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
             except Exception as exc:  # a broken third-party plugin must not hide the others
-                raise PluginError(f"failed to load a plugin from entry-point group {ENTRY_POINT_GROUP!r}: {exc}") from exc
+                raise PluginError(
+                    f"failed to load a plugin from entry-point group {ENTRY_POINT_GROUP!r}: {exc}"
+                ) from exc
         self._cache: dict[str, dict[str, Registration]] | None = None
 
     def register(self, plugin: Any, name: str | None = None) -> None:

@@ -84,7 +84,8 @@ class TabulatedApproximation:
                 return cls(approx, table, np.diff(table), err)
             size *= 4
 
-    def __call__(self, x: torch.Tensor, noise_std: float = 0.0, generator: np.random.Generator | None = None) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, noise_std: float = 0.0,
+                 generator: np.random.Generator | None = None) -> torch.Tensor:
         """Evaluate on a float tensor of any shape; ``noise_std`` adds Gaussian noise to ``t`` first
         (it models bootstrapping's limited precision on the normalized input)."""
         a, b = self.approximation.interval

@@ -151,16 +151,20 @@ def get_calibration(config: Config, loaded: Loaded, log: Log = _quiet, progress:
 
 
 def ckks_params(config: Config, plan: Plan | None = None) -> CKKSParams:
+    """CKKS parameters from the config, overridden by the plan's (a plan is optimized for one
+    bootstrapping configuration: its levels, scale and level budget)."""
     c = config.backend.ckks
-    levels, boot = c.levels, c.bootstrap
-    if plan is not None:
-        levels = int(plan.ckks.get("levels", levels))
-        boot = bool(plan.ckks.get("bootstrap", boot))
+    p = dict(plan.ckks) if plan is not None else {}
+    extra: dict = {"noise": c.noise}
+    if p.get("precision_bits") is not None:
+        extra["bootstrap_precision_bits"] = float(p["precision_bits"])
     return CKKSParams(
-        ring_dimension=c.ring_dimension, scale_bits=c.scale_bits, first_mod_bits=c.first_mod_bits, levels=levels,
-        bootstrap=boot, level_budget=tuple(c.level_budget), secret_key_dist=c.secret_key_dist,  # type: ignore[arg-type]
-        bootstrap_iterations=c.bootstrap_iterations, insecure=c.insecure, threads=c.threads or None,
-        extra={"noise": c.noise},
+        ring_dimension=c.ring_dimension, scale_bits=int(p.get("scale_bits", c.scale_bits)),
+        first_mod_bits=int(p.get("first_mod_bits", c.first_mod_bits)), levels=int(p.get("levels", c.levels)),
+        bootstrap=bool(p.get("bootstrap", c.bootstrap)),
+        level_budget=tuple(p.get("level_budget", c.level_budget)),  # type: ignore[arg-type]
+        secret_key_dist=str(p.get("secret_key_dist", c.secret_key_dist)),
+        bootstrap_iterations=c.bootstrap_iterations, insecure=c.insecure, threads=c.threads or None, extra=extra,
     )
 
 
@@ -285,8 +289,9 @@ def run_optimize(config: Config, approximator: str | None = None, optimizer: str
     log(f"plaintext accuracy on {len(tune_y)} tuning images: {plain_acc:.2f}% -> target {target:.2f}%")
 
     def accuracy_of(plan: Plan) -> float:
+        bits = plan.ckks.get("precision_bits") or caps.precision_bits
         logits = predict(loaded.graph, tune_x, config.data.batch_size, plan,
-                         noise_bits=caps.precision_bits if config.backend.ckks.noise else None)
+                         noise_bits=bits if config.backend.ckks.noise else None)
         return 100.0 * float(np.mean(logits.argmax(1) == tune_y))
 
     best = None
@@ -299,8 +304,10 @@ def run_optimize(config: Config, approximator: str | None = None, optimizer: str
         else:
             problem = build_problem(program, cands, costs, level_after, {level_after: seconds})
 
-        def make_plan(sol, problem=problem):  # noqa: ANN001, ANN202
-            return solution_to_plan(sol, problem, config.model.name, approx.name, opt.name, ckks)
+        ckks_l = {**ckks, **(costs.bootstrap_params(level_after) if level_after is not None else {})}
+
+        def make_plan(sol, problem=problem, ckks_l=ckks_l):  # noqa: ANN001, ANN202
+            return solution_to_plan(sol, problem, config.model.name, approx.name, opt.name, ckks_l)
 
         try:
             tuned = tune_budget(opt, problem, make_plan, accuracy_of, target,

@@ -84,6 +84,25 @@ class CostTable:
         return float(np.interp(level_after, keys, vals, left=None, right=None)) if keys[0] <= level_after <= keys[-1] \
             else float(vals[0] + (vals[-1] - vals[0]) / (keys[-1] - keys[0]) * (level_after - keys[0]))
 
+    def bootstrap_params(self, level_after: int) -> dict:
+        """CKKS parameters of the measured bootstrapping configuration that refreshes to ``level_after``.
+
+        Different configurations trade precision for levels (e.g. a 50-bit scale leaves 9 levels at
+        128-bit security but ~12 bits of precision, a 59-bit scale 6 levels and ~20 bits); plans carry
+        the parameters of the configuration they were optimized for.
+        """
+        found: dict = {}
+        runs = self.params.get("configs") or [{"params": self.params}]
+        for run in runs:
+            ckks = run.get("params", {}).get("ckks", {})
+            if ckks.get("levels") == level_after and ckks.get("bootstrap"):
+                found = {k: ckks[k] for k in ("scale_bits", "first_mod_bits", "level_budget", "secret_key_dist")
+                         if k in ckks}
+                rms = run["params"].get("bootstrap_rms_precision_bits", {}).get(str(level_after))
+                if rms is not None:
+                    found["precision_bits"] = float(rms)
+        return found
+
     def chebyshev_cost(self, degree: int, level: int) -> float:
         """Model of one Chebyshev series: PS products at the levels they run at, plus scalar work."""
         measured = self.ops.get(f"chebyshev_{degree}")

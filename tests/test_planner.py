@@ -1,0 +1,103 @@
+"""Planner: problem building from a compiled program, stage slots for composite ReLUs, budget tuning."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from test_engine import activation_ranges, images, tiny_graph
+
+from olafhe.approximators.composite import CompositeMinimaxApproximator
+from olafhe.approximators.wls import WLSApproximator
+from olafhe.backends.simulator import SimulatorBackend, simulate_logits
+from olafhe.core.backend import CKKSParams
+from olafhe.core.costs import CostTable
+from olafhe.core.engine import compile_program, encrypted_inference
+from olafhe.core.errors import InfeasibleError
+from olafhe.core.planner import STAGE_SEP, build_problem, make_candidates, solution_to_plan, tune_budget
+from olafhe.core.stats import ActivationStats
+from olafhe.optimizers.dp import DPOptimizer
+from olafhe.optimizers.uniform import UniformOptimizer
+
+COSTS = CostTable("test", 1024, {k: {0: 0.001, 8: 0.01} for k in (
+    "add", "add_plain", "add_scalar", "multiply", "multiply_plain", "multiply_scalar", "rotate", "rotate_hoisted")},
+    bootstrap={6: 1.0})
+
+
+def depth_of(degree: int) -> int:
+    return max(1, math.ceil(math.log2(degree + 1)))
+
+
+def layer_stats(graph) -> dict[str, ActivationStats]:
+    seen: dict[str, np.ndarray] = {}
+    graph.forward(images(16), hook=lambda n, v: seen.__setitem__(n, v.numpy().ravel()))
+    return {n: ActivationStats.from_samples(n, v) for n, v in seen.items()}
+
+
+def compiled(graph, cands):
+    placeholder = {n: type("P", (), {"approximation": c[0].approximation, "bootstrap_before": False,
+                                     "level_in": 0, "depth": 0})() for n, c in cands.items()}
+    return compile_program(graph, placeholder, 512, input_level=6)
+
+
+def test_problem_structure_follows_the_residual_graph() -> None:
+    graph = tiny_graph()
+    stats = layer_stats(graph)
+    cands = {n: make_candidates(WLSApproximator().candidates(s, [3, 7]), 1.0, depth_of, COSTS, 8)
+             for n, s in stats.items()}
+    problem = build_problem(compiled(graph, cands), cands, COSTS, 6, {6: 1.0})
+    act1, act2 = problem.layers
+    assert (act1.linear_depth, act1.skip_from) == (1, None)
+    assert (act2.linear_depth, act2.skip_from, act2.skip_depth) == (1, "act1", 0)
+    assert problem.tail_depth == 2  # pooling (+flatten), then the classifier
+    assert all(v > 0 for v in act1.linear_seconds_by_level.values())
+
+
+def test_composite_bootstraps_between_stages_and_runs() -> None:
+    graph = tiny_graph()
+    stats = layer_stats(graph)
+    composite = CompositeMinimaxApproximator()
+    cands = {n: make_candidates([composite.fit(s, 58)], 1.0, depth_of, COSTS, 6) for n, s in stats.items()}
+    problem = build_problem(compiled(graph, cands), cands, COSTS, 6, {6: 1.0})
+    names = [slot.name for slot in problem.layers]
+    assert names[:5] == ["act1", f"act1{STAGE_SEP}1", f"act1{STAGE_SEP}2", f"act1{STAGE_SEP}3", "act2"]
+    assert problem.layers[4].skip_from == f"act1{STAGE_SEP}3"  # the skip carries the composite's output
+    solution = UniformOptimizer().optimize(problem, math.inf)
+    plan = solution_to_plan(solution, problem, "tiny", "composite-minimax", "uniform", {"levels": 6})
+    layer = plan.layers[0]
+    assert len(layer.stage_bootstrap) == len(layer.stage_level_in) == 4
+    assert plan.bootstraps == solution.bootstraps >= 4  # depth 14 cannot fit 6 levels without inner bootstraps
+    # the compiled plan runs on the simulator with exactly the planned levels and bootstraps
+    backend = SimulatorBackend(CKKSParams(ring_dimension=1024, levels=6, bootstrap=True, insecure=True,
+                                          extra={"noise": False}))
+    program = compile_program(graph, {ly.name: ly for ly in plan.layers}, 512, plan.input_level)
+    client, server = backend.keygen(program.key_request())
+    x = images(2)
+    logits, _ = encrypted_inference(program, client, server, x[0].numpy())
+    assert server.counter.total("bootstrap") == plan.bootstraps
+    np.testing.assert_allclose(logits, simulate_logits(graph, plan, x)[0], atol=1e-3)
+
+
+def test_tune_budget_finds_the_largest_budget_meeting_the_target() -> None:
+    graph = tiny_graph()
+    stats = layer_stats(graph)
+    cands = {n: make_candidates(WLSApproximator().candidates(s, [3, 5, 7, 15]), 1.0, depth_of, COSTS, 8)
+             for n, s in stats.items()}
+    problem = build_problem(compiled(graph, cands), cands, COSTS, 8, {6: 1.0})
+
+    def make_plan(sol):  # noqa: ANN001, ANN202
+        return solution_to_plan(sol, problem, "tiny", "wls", "dp", {})
+
+    # "accuracy" falls with the plan's distortion: the target is met below a known distortion
+    threshold = sorted(c.distortion for c in problem.layers[0].candidates)[1] + min(
+        c.distortion for c in problem.layers[1].candidates)
+
+    def accuracy(plan) -> float:  # noqa: ANN001
+        return 100.0 if plan.predicted["distortion"] <= threshold else 0.0
+
+    result = tune_budget(DPOptimizer(), problem, make_plan, accuracy, target=50.0, iterations=12)
+    assert result.accuracy == 100.0 and result.plan.predicted["distortion"] <= threshold
+    assert len(result.history) >= 3
+    with pytest.raises(InfeasibleError):
+        tune_budget(DPOptimizer(), problem, make_plan, lambda plan: 0.0, target=50.0, iterations=3)

@@ -47,9 +47,7 @@ def mixture(mixture_samples: np.ndarray) -> ActivationStats:
     return ActivationStats.from_samples("layer1.relu", mixture_samples)
 
 
-# A test on a real layer (ResNet-20 calibration statistics computed from
-# /work/shared/data/checkpoints/resnet20-12fca82f.th) will be added here by the lead once calibration
-# lands; it should repeat test_wls_beats_minimax_in_weighted_mse on the 19 measured layers.
+# Real ResNet-20 layers: see test_wls_vs_minimax_on_real_resnet20_layers at the end of this file.
 
 
 @pytest.fixture(scope="module")
@@ -424,3 +422,24 @@ def test_approximations_serialize(composite: Approximation, mixture: ActivationS
         back = Approximation.from_dict(doc, layer=approx.layer)
         x = np.linspace(*approx.interval, 1001)
         np.testing.assert_allclose(back(x), approx(x), rtol=0, atol=1e-12)
+
+
+# ---------------------------------------------------------------------------- a real ResNet-20 layer
+@pytest.fixture(scope="module")
+def resnet20_layer_stats(resnet20_graph, cifar_train_subset) -> list:
+    from olafhe.core.calibration import calibrate
+    from olafhe.data.cifar import to_tensor
+
+    x, _ = cifar_train_subset
+    return calibrate(resnet20_graph, to_tensor(x[:48]), progress=False).layers
+
+
+@pytest.mark.parametrize("index", [0, 9, 18])  # the stem, a middle layer, the last ReLU (widest range)
+def test_wls_vs_minimax_on_real_resnet20_layers(resnet20_layer_stats, index: int) -> None:
+    stats = resnet20_layer_stats[index]
+    for degree in (7, 15):
+        wls = WLSApproximator(margin=0.2).fit(stats, degree)
+        mm = MinimaxApproximator(margin=0.2).fit(stats, degree)
+        assert wls.interval == mm.interval
+        assert wls.weighted_mse < mm.weighted_mse
+        assert mm.max_error < wls.max_error

@@ -277,7 +277,8 @@ def run_optimize(config: Config, approximator: str | None = None, optimizer: str
     cands = {name: make_candidates(c, sens[name], depth_of, costs, top) for name, c in cands_raw.items()}
     # the linear structure does not depend on the plan: compile once with a placeholder plan
     placeholder = {name: _Placeholder(c[0].approximation) for name, c in cands.items()}
-    program = compile_program(loaded.graph, placeholder, caps.slots, input_level=top)
+    program = compile_program(loaded.graph, placeholder, caps.slots, input_level=top,
+                              max_rotation_keys=config.backend.max_rotation_keys)
     ckks = {"ring_dimension": caps.ring_dimension, "security_bits": caps.security_bits,
             "scale_bits": config.backend.ckks.scale_bits, "first_mod_bits": config.backend.ckks.first_mod_bits,
             "level_budget": list(config.backend.ckks.level_budget),
@@ -385,7 +386,8 @@ def run_infer(config: Config, plan: Plan | None, limit: int, backend_name: str |
             f"{plan.bootstraps} bootstraps) but backend {backend.name!r} allows at most {caps.max_level}"
         )
     program = compile_program(loaded.graph, {ly.name: ly for ly in plan.layers}, caps.slots, plan.input_level,
-                              cache_diagonals=caps.ring_dimension <= 2**14)
+                              cache_diagonals=caps.ring_dimension <= 2**14,
+                              max_rotation_keys=config.backend.max_rotation_keys)
     x, y = test_set(loaded.data_dir, limit)
     sim_logits = predict(loaded.graph, x, config.data.batch_size, plan)
     t_keys = time.perf_counter()
@@ -423,4 +425,5 @@ def run_infer(config: Config, plan: Plan | None, limit: int, backend_name: str |
 
 def compile_for(config: Config, plan: Plan, loaded: Loaded, backend: Backend) -> Program:
     caps = backend.capabilities()
-    return compile_program(loaded.graph, {ly.name: ly for ly in plan.layers}, caps.slots, plan.input_level)
+    return compile_program(loaded.graph, {ly.name: ly for ly in plan.layers}, caps.slots, plan.input_level,
+                           max_rotation_keys=config.backend.max_rotation_keys)

@@ -140,3 +140,23 @@ def test_rotation_needs_key_and_layout_report() -> None:
     ct = backend.keygen(program.key_request())[0].encrypt(np.ones(8))
     with pytest.raises(OlafheError, match="rotation key"):
         server.rotate(ct, missing)
+
+
+def test_rotation_key_budget_uses_power_of_two_chains() -> None:
+    graph, plan = tiny_graph(), tiny_plan()
+    layers = {ly.name: ly for ly in plan.layers}
+    full = compile_program(graph, layers, 512, plan.input_level)
+    budget = compile_program(graph, layers, 512, plan.input_level, max_rotation_keys=4)
+    assert len(full.rotations) > 4 and budget.chains is not None
+    assert all(k & (k - 1) == 0 or (512 - k) & (512 - k - 1) == 0 for k in budget.rotations)  # +-2^i only
+    assert len(budget.rotations) < len(full.rotations)
+    backend = SimulatorBackend(CKKSParams(ring_dimension=1024, levels=12, bootstrap=False, insecure=True,
+                                          extra={"noise": False}))
+    x = images(1)[0].numpy()
+    out = {}
+    for name, program in (("full", full), ("budget", budget)):
+        client, server = backend.keygen(program.key_request())  # the server only has these keys
+        out[name], _ = encrypted_inference(program, client, server, x)
+        out[name + "_rotations"] = server.counter.total("rotate") + server.counter.total("rotate_hoisted")
+    np.testing.assert_allclose(out["budget"], out["full"], atol=1e-9)
+    assert out["budget_rotations"] > out["full_rotations"]  # chains trade rotations for key memory

@@ -82,6 +82,7 @@ class CKKSConfig:
 class BackendConfig:
     name: str = "simulator"
     cost_backend: str = "openfhe"  # whose cost table drives the optimizer and predictions
+    max_rotation_keys: int = 0     # 0: one key per rotation; else power-of-two key chains (memory budget)
     ckks: CKKSConfig = field(default_factory=CKKSConfig)
 
 

@@ -34,6 +34,7 @@ from .backend import Client, Evaluator, KeyRequest
 from .errors import CapabilityError, OlafheError, ShapeError, UnsupportedLayerError
 from .graph import Graph, linear_operator
 from .layout import BSGS, Diagonals, Layout, compact_layout, diagonals, grid_layout, inherit_layout, plan_bsgs, tile
+from .rotations import RotationChains, power_of_two_keys
 
 INDEX_OPS = ("subsample", "pad_channels", "flatten")
 
@@ -113,14 +114,28 @@ class Program:
     input_level: int
     layouts: dict[str, Layout]
     cache_diagonals: bool = True
+    max_rotation_keys: int = 0   # 0: a key per rotation amount; else power-of-two chains if more are needed
 
     @property
-    def rotations(self) -> frozenset[int]:
+    def used_rotations(self) -> frozenset[int]:
         out: set[int] = set()
         for step in self.steps:
             if isinstance(step, LinearStep):
                 out |= {r % self.slots for r in step.bsgs.rotations if r % self.slots}
         return frozenset(out)
+
+    @property
+    def chains(self) -> RotationChains | None:
+        """Power-of-two rotation chains when a key per amount would exceed ``max_rotation_keys``."""
+        if self.max_rotation_keys and len(self.used_rotations) > self.max_rotation_keys:
+            return RotationChains(self.slots)
+        return None
+
+    @property
+    def rotations(self) -> frozenset[int]:
+        """Rotation keys to generate."""
+        used = self.used_rotations
+        return power_of_two_keys(used, self.slots) if self.chains else used
 
     @property
     def bootstraps(self) -> int:
@@ -233,6 +248,7 @@ def compile_program(
     input_level: int,
     cache_diagonals: bool = True,
     layouts: dict[str, Layout] | None = None,
+    max_rotation_keys: int = 0,
 ) -> Program:
     """Compile ``graph`` with per-activation entries ``layers[name]`` (PlanLayer-like objects with
     ``approximation``, ``bootstrap_before``, ``level_in``, ``depth``) for ``slots`` slots."""
@@ -341,7 +357,7 @@ def compile_program(
         graph_name=graph.name, steps=steps, slots=slots, input_name=graph.input.name,
         input_layout=value_layout[graph.input.name], input_encoding=enc_of[graph.input.name],
         output_name=graph.output, output_layout=value_layout[graph.output], input_level=input_level,
-        layouts=value_layout, cache_diagonals=cache_diagonals,
+        layouts=value_layout, cache_diagonals=cache_diagonals, max_rotation_keys=max_rotation_keys,
     )
 
 
@@ -463,7 +479,11 @@ def apply_linear(program: Program, step: LinearStep, ev: Evaluator, x: Any) -> A
     """Diagonal method with baby-step/giant-step: y = sum_g rot(sum_b rot(D_{g+b}, -g) * rot(x, b), g)."""
     diag = step.diagonals(program.cache_diagonals)
     index = {int(k): i for i, k in enumerate(diag.offsets)}
-    rotated = ev.rotate_hoisted(x, list(step.bsgs.babies))
+    chains = program.chains
+    if chains is None:
+        rotated = ev.rotate_hoisted(x, list(step.bsgs.babies))
+    else:
+        rotated = chains.rotate_many(ev, x, step.bsgs.babies)
     total = None
     for g in step.bsgs.giants:
         cts, vecs = [], []
@@ -476,7 +496,7 @@ def apply_linear(program: Program, step: LinearStep, ev: Evaluator, x: Any) -> A
             continue
         inner = ev.multiply_plain_sum(cts, vecs)
         if g:
-            inner = ev.rotate(inner, g)
+            inner = ev.rotate(inner, g) if chains is None else chains.rotate(ev, inner, g)
         total = inner if total is None else ev.add(total, inner)
     if total is None:  # an all-zero matrix: still consume the level the plan accounts for
         total = ev.multiply_scalar(x, 0.0)

@@ -22,19 +22,26 @@ from .engine import ActivationStep, AddStep, LinearStep, Program
 from .errors import InfeasibleError, OlafheError
 from .interfaces import Candidate, DegreeOptimizer, LayerChoice, LayerSlot, OptimizationProblem, Solution
 from .plan import Plan, PlanLayer
+from .rotations import RotationChains
 
 
-def linear_step_seconds(step: LinearStep, costs: CostTable, level: int) -> float:
+def linear_step_seconds(step: LinearStep, costs: CostTable, level: int, chains: RotationChains | None = None) -> float:
     """Predicted seconds of one diagonal-method linear step starting at ``level``."""
     if level < 1:
         return float("inf")
-    babies = sum(1 for b in step.bsgs.babies if b)
-    giants = sum(1 for g in step.bsgs.giants if g)
     d = step.diagonal_count
-    seconds = babies * costs.cost("rotate_hoisted", level) + (costs.cost("hoist_precompute", level) if babies else 0)
-    seconds += d * (costs.cost("multiply_plain", level) + costs.cost("encode", level))
-    seconds += max(d - 1, 0) * costs.cost("add", level - 1)
-    seconds += giants * costs.cost("rotate", level - 1) + costs.cost("add_plain", level - 1)
+    babies = [b for b in step.bsgs.babies if b]
+    giants = [g for g in step.bsgs.giants if g]
+    if chains is None:
+        seconds = len(babies) * costs.cost("rotate_hoisted", level)
+        seconds += costs.cost("hoist_precompute", level) if babies else 0.0
+        seconds += len(giants) * costs.cost("rotate", level - 1)
+    else:  # power-of-two key chains (rotation-key memory budget): shared prefixes, no hoisting
+        seconds = chains.count(babies, shared=True) * costs.cost("rotate", level)
+        seconds += chains.count(giants, shared=False) * costs.cost("rotate", level - 1)
+    # multiply_plain is measured with a raw vector, so its cost already includes encoding the diagonal
+    seconds += d * costs.cost("multiply_plain", level)
+    seconds += max(d - 1, 0) * costs.cost("add", level - 1) + costs.cost("add_plain", level - 1)
     return seconds
 
 
@@ -104,14 +111,15 @@ def program_structure(program: Program) -> ProgramStructure:
 def build_problem(program: Program, candidates: dict[str, list[Candidate]], costs: CostTable,
                   max_level: int, bootstrap_configs: dict[int, float]) -> OptimizationProblem:
     struct = program_structure(program)
+    chains = program.chains
     top = max([max_level, *bootstrap_configs]) if bootstrap_configs else max_level
     levels = range(0, top + 1)
     slots = []
     for name in struct.order:
         steps = struct.main_steps[name]
         skip_src, skip_steps = struct.skip.get(name, (None, []))
-        seconds = {lv: sum(linear_step_seconds(s, costs, lv - i) for i, s in enumerate(steps))
-                   + sum(linear_step_seconds(s, costs, lv - i) for i, s in enumerate(skip_steps))
+        seconds = {lv: sum(linear_step_seconds(s, costs, lv - i, chains) for i, s in enumerate(steps))
+                   + sum(linear_step_seconds(s, costs, lv - i, chains) for i, s in enumerate(skip_steps))
                    for lv in levels if lv >= len(steps)}
         seconds = {lv: v for lv, v in seconds.items() if math.isfinite(v)}
         slots.append(LayerSlot(
@@ -121,7 +129,7 @@ def build_problem(program: Program, candidates: dict[str, list[Candidate]], cost
             skip_depth=len(skip_steps),
         ))
     tail = struct.tail_steps
-    tail_seconds = {lv: sum(linear_step_seconds(s, costs, lv - i) for i, s in enumerate(tail))
+    tail_seconds = {lv: sum(linear_step_seconds(s, costs, lv - i, chains) for i, s in enumerate(tail))
                     for lv in levels if lv >= len(tail)}
     return OptimizationProblem(
         layers=tuple(expand_stages(slots)), max_level=max_level, bootstrap_configs=dict(bootstrap_configs),

@@ -192,7 +192,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from .report import run_bench
 
     run_bench(args.configs, Path(args.out), set_overrides=args.set, log=_log, encrypted=args.encrypted,
-              limit=args.limit)
+              limit=args.limit, readme=args.readme)
     return 0
 
 
@@ -258,6 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--set", action="append", default=[])
     sp.add_argument("--encrypted", action="store_true", help="also measure encrypted latency (slow)")
     sp.add_argument("--limit", type=int, help="test images for the simulator accuracy (default all)")
+    sp.add_argument("--readme", help="also rewrite the Results section of this README")
     sp.set_defaults(fn=cmd_bench)
     return p
 

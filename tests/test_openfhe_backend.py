@@ -494,5 +494,5 @@ def test_shipped_cost_tables_load(ring_dimension):
     assert table.cost("rotate", 1) > 0
     assert len(table.bootstrap) >= 2 and min(table.bootstrap.values()) > 0.1
     if ring_dimension == 65536:  # measured at 128-bit with [3, 3] bootstrapping to levels 3..6
-        assert sorted(table.bootstrap) == [3, 4, 5, 6] and min(table.bootstrap.values()) > 1.0
+        assert {3, 4, 5, 6} <= set(table.bootstrap) and min(table.bootstrap.values()) > 1.0
         assert all(c["params"]["context"]["security_bits"] == 128 for c in table.params["configs"])

@@ -427,3 +427,23 @@ def compile_for(config: Config, plan: Plan, loaded: Loaded, backend: Backend) ->
     caps = backend.capabilities()
     return compile_program(loaded.graph, {ly.name: ly for ly in plan.layers}, caps.slots, plan.input_level,
                            max_rotation_keys=config.backend.max_rotation_keys)
+
+
+def predict_program_seconds(program: Program, costs: CostTable, backend: Backend, image: np.ndarray) -> float:
+    """Predicted latency of one inference: the program's operation counts (by kind and level, from an
+    op-by-op simulator run with the target backend's Chebyshev depths) times the cost table."""
+    from .backends.simulator import SimulatorBackend
+
+    caps = backend.capabilities()
+    sim = SimulatorBackend(CKKSParams(ring_dimension=caps.ring_dimension, levels=caps.max_level,
+                                      bootstrap=caps.bootstrapping, insecure=True, extra={"noise": False}))
+    client, server = sim.keygen(program.key_request())
+    server.chebyshev_depth = backend.chebyshev_depth  # type: ignore[method-assign]
+    encrypted_inference(program, client, server, image)
+    counts = dict(server.counter.counts)
+    if caps.level_after_bootstrap is not None:  # bootstrap cost is keyed by the level it refreshes to
+        boots = sum(n for (k, _), n in counts.items() if k == "bootstrap")
+        counts = {key: n for key, n in counts.items() if key[0] != "bootstrap"}
+        if boots:
+            counts[("bootstrap", caps.level_after_bootstrap)] = boots
+    return costs.predict(counts)

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pytest
-from test_engine import activation_ranges, images, tiny_graph
+from test_engine import images, tiny_graph
 
 from olafhe.approximators.composite import CompositeMinimaxApproximator
 from olafhe.approximators.wls import WLSApproximator

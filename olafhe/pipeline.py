@@ -423,12 +423,6 @@ def run_infer(config: Config, plan: Plan | None, limit: int, backend_name: str |
     }
 
 
-def compile_for(config: Config, plan: Plan, loaded: Loaded, backend: Backend) -> Program:
-    caps = backend.capabilities()
-    return compile_program(loaded.graph, {ly.name: ly for ly in plan.layers}, caps.slots, plan.input_level,
-                           max_rotation_keys=config.backend.max_rotation_keys)
-
-
 def predict_program_seconds(program: Program, costs: CostTable, backend: Backend, image: np.ndarray) -> float:
     """Predicted latency of one inference: the program's operation counts (by kind and level, from an
     op-by-op simulator run with the target backend's Chebyshev depths) times the cost table."""

@@ -18,7 +18,6 @@ to float rounding (tested).
 from __future__ import annotations
 
 import math
-import time
 from typing import Any
 
 import numpy as np
@@ -257,9 +256,3 @@ def simulate_logits(graph: Graph, plan: Plan, images: torch.Tensor, batch_size: 
         for start in it:
             out.append(graph.forward(images[start:start + batch_size], fns).double().numpy())
     return np.concatenate(out) if out else np.zeros((0,))
-
-
-def timed(fn: Any, *args: Any, **kwargs: Any) -> tuple[Any, float]:
-    t0 = time.perf_counter()
-    result = fn(*args, **kwargs)
-    return result, time.perf_counter() - t0

@@ -192,7 +192,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from .report import run_bench
 
     run_bench(args.configs, Path(args.out), set_overrides=args.set, log=_log, encrypted=args.encrypted,
-              limit=args.limit, readme=args.readme)
+              limit=args.limit, readme=args.readme,
+              backends=[b.strip() for b in args.backends.split(",") if b.strip()] if args.backends else None)
     return 0
 
 
@@ -259,6 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--encrypted", action="store_true", help="also measure encrypted latency (slow)")
     sp.add_argument("--limit", type=int, help="test images for the simulator accuracy (default all)")
     sp.add_argument("--readme", help="also rewrite the Results section of this README")
+    sp.add_argument("--backends", help="comma-separated HE backends side by side, e.g. openfhe,tenseal "
+                    "(default: the config's backend)")
     sp.set_defaults(fn=cmd_bench)
     return p
 

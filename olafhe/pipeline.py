@@ -173,13 +173,13 @@ def make_backend(config: Config, name: str | None = None, plan: Plan | None = No
     return cls(ckks_params(config, plan))
 
 
-def cost_table(config: Config) -> CostTable:
-    """The cost table of ``backend.cost_backend`` at the configured ring dimension.
+def cost_table(config: Config, backend_name: str | None = None) -> CostTable:
+    """The cost table of ``backend_name`` (default ``backend.cost_backend``) at the configured ring dimension.
 
     When none was measured at that ring dimension, the nearest shipped table is scaled linearly in N
     (labelled ``estimated`` in its params).
     """
-    name, n = config.backend.cost_backend, config.backend.ckks.ring_dimension
+    name, n = backend_name or config.backend.cost_backend, config.backend.ckks.ring_dimension
     table = load_cost_table(name, n, missing_ok=True)
     if table is not None:
         return table
@@ -421,6 +421,27 @@ def run_infer(config: Config, plan: Plan | None, limit: int, backend_name: str |
         "max_logit_error": max_err, "keygen_seconds": keygen_s, "breakdown": reports,
         "ring_dimension": caps.ring_dimension,
     }
+
+
+def predict_plan_seconds(config: Config, plan: Plan, backend_name: str, loaded: Loaded | None = None) -> float:
+    """Predicted seconds per image of ``plan`` on ``backend_name``, from that backend's cost table.
+
+    The plan is compiled as :func:`run_infer` would for that backend (its slots, Chebyshev depths and
+    rotation-key budget), so a plan optimized against one library's costs can be priced on another.
+    Refuses, like ``infer``, a plan the backend cannot run (bootstraps without bootstrapping, levels).
+    """
+    loaded = loaded or load(config)
+    backend = make_backend(config, backend_name, plan)
+    caps = backend.capabilities()
+    if plan.bootstraps and not caps.bootstrapping:
+        raise OlafheError(f"backend {backend.name!r} cannot bootstrap, but the plan needs {plan.bootstraps} bootstraps")
+    if plan.input_level > caps.max_level:
+        raise OlafheError(f"plan needs input level {plan.input_level} but backend {backend.name!r} allows at most "
+                          f"{caps.max_level}")
+    program = compile_program(loaded.graph, {ly.name: ly for ly in plan.layers}, caps.slots, plan.input_level,
+                              max_rotation_keys=config.backend.max_rotation_keys)
+    x, _ = test_set(loaded.data_dir, 1)
+    return predict_program_seconds(program, cost_table(config, backend.name), backend, x[0].numpy())
 
 
 def predict_program_seconds(program: Program, costs: CostTable, backend: Backend, image: np.ndarray) -> float:

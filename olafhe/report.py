@@ -205,7 +205,8 @@ def _number(value: Any) -> float | None:
 def run_bench(configs: list[str], out_dir: Path, set_overrides: list[str] | None = None, log: Log = print,
               encrypted: bool = False, limit: int | None = None,
               combos: list[tuple[str, str]] | None = None, uniform_degree: int | None = None,
-              readme: str | Path | None = None, progress: bool = True) -> dict:
+              readme: str | Path | None = None, progress: bool = True,
+              backends: list[str] | None = None) -> dict:
     """Optimize, evaluate and compare every (approximator, optimizer) combination on every config.
 
     Per config the model and calibration are loaded once and shared by all combinations. The first
@@ -221,6 +222,11 @@ def run_bench(configs: list[str], out_dir: Path, set_overrides: list[str] | None
     A combination that fails with an :class:`OlafheError` (infeasible budget, backend limit) becomes a
     row with ``error`` set; the others still run, and only when every row failed does the bench raise
     (after writing its files). ``readme``: also replace the README results section.
+
+    ``backends`` puts HE libraries side by side: each plan (optimized once, against the config's
+    ``cost_backend``) gets one row per backend, with the latency that backend's cost table predicts for
+    it and, with ``encrypted``, the latency measured on that backend. Speedups compare rows of the same
+    model and backend. Default: one row per plan for the config's backend.
     Returns the document written to ``results.json``.
     """
     from .core.config import load_config
@@ -231,6 +237,8 @@ def run_bench(configs: list[str], out_dir: Path, set_overrides: list[str] | None
     for approx, opt in combos:  # fail fast on a bad name, before any model is loaded
         registry().get("approximators", approx)
         registry().get("optimizers", opt)
+    for backend in backends or []:
+        registry().get("backends", backend)
     loaded_configs = [load_config(path, set_overrides) for path in configs]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -238,7 +246,8 @@ def run_bench(configs: list[str], out_dir: Path, set_overrides: list[str] | None
     plots: dict[str, dict[str, str]] = {}
     t0 = time.perf_counter()
     for config in loaded_configs:
-        model_rows, plans = _bench_model(config, combos, out_dir, log, encrypted, limit, uniform_degree, progress)
+        model_rows, plans = _bench_model(config, combos, out_dir, log, encrypted, limit, uniform_degree, progress,
+                                         backends)
         rows += model_rows
         name = config.model.name
         plots[name] = {}
@@ -246,7 +255,7 @@ def run_bench(configs: list[str], out_dir: Path, set_overrides: list[str] | None
             plots[name]["degrees"] = str(plot_degrees(plans, out_dir / f"{name}-degrees.png"))
         if any(r.get("accuracy") is not None for r in model_rows):
             plots[name]["pareto"] = str(plot_pareto(model_rows, out_dir / f"{name}-pareto.png"))
-    command = bench_command(configs, out_dir, set_overrides, encrypted, limit, combos, uniform_degree)
+    command = bench_command(configs, out_dir, set_overrides, encrypted, limit, combos, uniform_degree, backends)
     doc = {
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "command": command,
@@ -254,6 +263,7 @@ def run_bench(configs: list[str], out_dir: Path, set_overrides: list[str] | None
         "combos": [list(c) for c in combos],
         "limit": limit,
         "encrypted": encrypted,
+        "backends": list(backends) if backends else None,
         "seconds": time.perf_counter() - t0,
         "rows": rows,
         "plots": plots,
@@ -270,7 +280,8 @@ def run_bench(configs: list[str], out_dir: Path, set_overrides: list[str] | None
 
 
 def _bench_model(config: Any, combos: list[tuple[str, str]], out_dir: Path, log: Log, encrypted: bool,
-                 limit: int | None, uniform_degree: int | None, progress: bool) -> tuple[list[dict], dict[str, Plan]]:
+                 limit: int | None, uniform_degree: int | None, progress: bool,
+                 backends: list[str] | None = None) -> tuple[list[dict], dict[str, Plan]]:
     """All combinations for one config: rows (speedups filled in) and the successful plans by label."""
     from tqdm import tqdm
 
@@ -283,6 +294,8 @@ def _bench_model(config: Any, combos: list[tuple[str, str]], out_dir: Path, log:
     rows: list[dict] = []
     plans: dict[str, Plan] = {}
     baseline = combos[0]
+    side_by_side = bool(backends)
+    targets = list(backends) if backends else [config.backend.name]
     bar = tqdm(combos, desc=f"bench {name}", unit="plan", disable=not progress, file=sys.stderr)
     for approx, opt in bar:
         bar.set_postfix_str(f"{approx}/{opt}")
@@ -301,15 +314,25 @@ def _bench_model(config: Any, combos: list[tuple[str, str]], out_dir: Path, log:
             row["plan"] = str(plan.save(out_dir / f"{name}-{approx}-{opt}.json"))
             evaluation = pipeline.run_evaluate(config, plan, limit, progress=False, loaded=loaded)
             row.update(_plan_fields(plan), accuracy=evaluation["accuracy"], images=evaluation["images"])
-            if encrypted:
-                row.update(_encrypted_fields(config, plan, loaded, log))
             plans[label] = plan
-            log(f"bench {name} {label}: test accuracy {row['accuracy']:.2f}%, predicted "
-                f"{row['predicted_latency_s']:.1f} s/image, {row['bootstraps']} bootstraps")
         except OlafheError as exc:
             row["error"] = str(exc)
             log(f"bench {name} {label}: failed: {exc}")
-        rows.append(_complete(row))
+            rows += [_complete({**row, "backend": b}) for b in targets]
+            continue
+        for backend in targets:
+            brow = {**row, "backend": backend, "label": f"{label}@{backend}" if side_by_side else label}
+            try:
+                if side_by_side and backend != config.backend.cost_backend:
+                    brow["predicted_latency_s"] = pipeline.predict_plan_seconds(config, plan, backend, loaded)
+                if encrypted:
+                    brow.update(_encrypted_fields(config, plan, loaded, log, backend))
+                log(f"bench {name} {brow['label']}: test accuracy {brow['accuracy']:.2f}%, predicted "
+                    f"{brow['predicted_latency_s']:.1f} s/image, {brow['bootstraps']} bootstraps")
+            except OlafheError as exc:
+                brow["error"] = str(exc)
+                log(f"bench {name} {brow['label']}: failed: {exc}")
+            rows.append(_complete(brow))
     bar.close()
     add_speedups(rows, baseline)
     return rows, plans
@@ -374,7 +397,7 @@ def _plan_fields(plan: Plan) -> dict:
     }
 
 
-def _encrypted_fields(config: Any, plan: Plan, loaded: Any, log: Log) -> dict:
+def _encrypted_fields(config: Any, plan: Plan, loaded: Any, log: Log, backend: str | None = None) -> dict:
     """Measured seconds/image and peak RSS of one encrypted image; a backend refusal is recorded.
 
     Peak RSS is the process's high-water mark (``ru_maxrss``), so a row also covers the rows before it;
@@ -383,7 +406,7 @@ def _encrypted_fields(config: Any, plan: Plan, loaded: Any, log: Log) -> dict:
     from . import pipeline
 
     try:
-        enc = pipeline.run_infer(config, plan, 1, progress=False, loaded=loaded, log=log)
+        enc = pipeline.run_infer(config, plan, 1, backend_name=backend, progress=False, loaded=loaded, log=log)
     except OlafheError as exc:
         log(f"  encrypted run refused: {exc}")
         return {"encrypted_error": str(exc)}
@@ -393,7 +416,8 @@ def _encrypted_fields(config: Any, plan: Plan, loaded: Any, log: Log) -> dict:
 
 
 ROW_DEFAULTS: dict[str, Any] = {
-    "accuracy": None, "images": None, "tuning_accuracy": None, "target_accuracy": None, "meets_target": None,
+    "backend": None, "accuracy": None, "images": None, "tuning_accuracy": None, "target_accuracy": None,
+    "meets_target": None,
     "bootstraps": None, "total_depth": None, "predicted_latency_s": None, "measured_latency_s": None,
     "peak_rss_mb": None, "speedup_predicted": None, "speedup_measured": None, "degrees": [],
     "security_bits": None, "ring_dimension": None, "plan": None, "error": None,
@@ -406,12 +430,13 @@ def _complete(row: dict) -> dict:
 
 
 def add_speedups(rows: list[dict], baseline: tuple[str, str]) -> None:
-    """Fill ``speedup_predicted`` / ``speedup_measured`` = baseline latency / row latency, per model.
+    """Fill ``speedup_predicted`` / ``speedup_measured`` = baseline latency / row latency, per model and backend.
 
-    A speedup is null when the baseline row of that model or either latency is missing.
+    A speedup is null when the baseline row of that model (and backend) or either latency is missing.
     """
     for row in rows:
         base = next((r for r in rows if r["model"] == row["model"] and r.get("error") is None
+                     and r.get("backend") == row.get("backend")
                      and (r["approximator"], r["optimizer"]) == tuple(baseline)), None)
         for key, latency in (("speedup_predicted", "predicted_latency_s"), ("speedup_measured", "measured_latency_s")):
             mine = _number(row.get(latency))
@@ -421,13 +446,13 @@ def add_speedups(rows: list[dict], baseline: tuple[str, str]) -> None:
 
 def bench_command(configs: Sequence[str], out_dir: Path, set_overrides: Sequence[str] | None, encrypted: bool,
                   limit: int | None, combos: Sequence[tuple[str, str]] | None = None,
-                  uniform_degree: int | None = None) -> str:
+                  uniform_degree: int | None = None, backends: Sequence[str] | None = None) -> str:
     """The command that reproduces a bench run: the CLI line, or a Python call when the CLI cannot say it."""
     combos = [tuple(c) for c in (combos or DEFAULT_COMBOS)]
     if combos != list(DEFAULT_COMBOS) or uniform_degree is not None:
         args = [repr(list(configs)), repr(str(out_dir)), f"set_overrides={list(set_overrides or [])!r}",
                 f"encrypted={encrypted!r}", f"limit={limit!r}", f"combos={combos!r}",
-                f"uniform_degree={uniform_degree!r}"]
+                f"uniform_degree={uniform_degree!r}", f"backends={list(backends) if backends else None!r}"]
         return f"python -c 'import olafhe.report as r; r.run_bench({', '.join(args)})'"
     parts = ["olafhe", "bench", *map(str, configs), "--out", str(out_dir)]
     for item in set_overrides or []:
@@ -436,6 +461,8 @@ def bench_command(configs: Sequence[str], out_dir: Path, set_overrides: Sequence
         parts.append("--encrypted")
     if limit:
         parts += ["--limit", str(limit)]
+    if backends:
+        parts += ["--backends", ",".join(backends)]
     return shlex.join(parts)
 
 
@@ -477,8 +504,9 @@ def _machine_line(machine: dict | str) -> str:
     return ", ".join(bits)
 
 
-COLUMNS = ("model", "approximator", "optimizer", "test acc. (sim.)", "tuning acc.", "bootstraps", "act. depth",
-           "predicted s/img", "speedup (pred.)", "measured s/img", "speedup (meas.)", "security bits", "degrees")
+COLUMNS = ("model", "approximator", "optimizer", "backend", "test acc. (sim.)", "tuning acc.", "bootstraps",
+           "act. depth", "predicted s/img", "speedup (pred.)", "measured s/img", "speedup (meas.)", "security bits",
+           "degrees")
 
 
 def results_markdown(rows: list[dict], machine: dict | str, command: str) -> str:
@@ -491,7 +519,8 @@ def results_markdown(rows: list[dict], machine: dict | str, command: str) -> str
     for r in rows:
         if r.get("error"):
             msg = str(r["error"]).replace("|", "\\|")
-            cells = [r["model"], r["approximator"], r["optimizer"], f"failed: {msg}"] + [""] * (len(COLUMNS) - 4)
+            cells = [r["model"], r["approximator"], r["optimizer"], r.get("backend") or "—", f"failed: {msg}"]
+            cells += [""] * (len(COLUMNS) - len(cells))
         else:
             bits = r.get("security_bits")
             security = "—" if bits is None else (f"{bits}" if bits >= 128 else f"**{bits} (INSECURE)**")
@@ -499,7 +528,8 @@ def results_markdown(rows: list[dict], machine: dict | str, command: str) -> str
             if r.get("meets_target") is False:
                 tuning += " (below target)"
             cells = [
-                r["model"], r["approximator"], r["optimizer"], _fmt(r.get("accuracy"), ".2f", "%"), tuning,
+                r["model"], r["approximator"], r["optimizer"], r.get("backend") or "—",
+                _fmt(r.get("accuracy"), ".2f", "%"), tuning,
                 _fmt(r.get("bootstraps"), ".0f"), _fmt(r.get("total_depth"), ".0f"),
                 _fmt(r.get("predicted_latency_s"), ".1f"), _fmt(r.get("speedup_predicted"), ".2f", "×"),
                 _fmt(r.get("measured_latency_s"), ".1f"), _fmt(r.get("speedup_measured"), ".2f", "×"),
@@ -511,8 +541,8 @@ def results_markdown(rows: list[dict], machine: dict | str, command: str) -> str
         "",
         f"Test accuracy: simulator over {', '.join(map(str, images)) or '—'} CIFAR-10 test images; tuning "
         "accuracy: the held-out calibration images the budget was tuned on. Speedups are relative to the "
-        "first row of each model (the baseline). Predicted latency comes from the cost table; measured "
-        "latency from one encrypted image (— when not run). Act. depth: sum of activation depths.",
+        "first row of each model and backend (the baseline). Predicted latency comes from the backend's cost "
+        "table; measured latency from one encrypted image (— when not run). Act. depth: sum of activation depths.",
         "",
         f"Machine: {_machine_line(machine)}.",
         "",

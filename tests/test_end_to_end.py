@@ -87,6 +87,19 @@ def test_backends_agree_on_classes(config, loaded, plan: Plan) -> None:
     assert classes["openfhe"] == classes["simulator"] == classes["tenseal"]
 
 
+def test_plan_priced_on_each_backends_cost_table(config, loaded, plan: Plan) -> None:
+    """The same plan priced with OpenFHE's and TenSEAL's measured tables (what `bench --backends` shows)."""
+    openfhe = pipeline.predict_plan_seconds(config, plan, "openfhe", loaded)
+    tenseal = pipeline.predict_plan_seconds(config, plan, "tenseal", loaded)
+    assert openfhe == pytest.approx(plan.predicted["latency_s"], rel=0.05)  # the optimizer priced it on openfhe
+    assert tenseal > 0 and tenseal != pytest.approx(openfhe, rel=1e-3)  # a different library, its own table
+    doc = plan.to_dict()
+    doc["layers"][1]["bootstrap_before"] = True
+    doc["bootstraps"] = 1
+    with pytest.raises(OlafheError, match="cannot bootstrap"):
+        pipeline.predict_plan_seconds(config, Plan.from_dict(doc), "tenseal", loaded)
+
+
 def test_leveled_backend_refuses_bootstrapping_plan_before_work(config, loaded, plan: Plan) -> None:
     doc = plan.to_dict()
     doc["layers"][1]["bootstrap_before"] = True

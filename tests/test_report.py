@@ -17,7 +17,7 @@ import pytest
 
 from olafhe import pipeline, report
 from olafhe.core.approximation import Approximation
-from olafhe.core.errors import DataError, InfeasibleError, OlafheError
+from olafhe.core.errors import DataError, InfeasibleError, OlafheError, PluginError
 from olafhe.core.plan import Plan, PlanLayer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -113,7 +113,7 @@ def test_results_markdown() -> None:
     md = report.results_markdown(rows, {"cpu": "Test CPU", "cores": 2, "memory_gb": 24.0, "python": "3.10.13"},
                                  "olafhe bench configs/resnet20.toml --out results")
     lines = md.splitlines()
-    assert lines[0].startswith("| model | approximator | optimizer | test acc. (sim.)")
+    assert lines[0].startswith("| model | approximator | optimizer | backend | test acc. (sim.)")
     table = [ln for ln in lines if ln.startswith("| ")]
     assert len(table) == 4
     assert all(ln.count(" | ") == table[0].count(" | ") for ln in table[1:3])
@@ -143,6 +143,8 @@ def test_update_readme_replaces_only_the_marked_section(tmp_path: Path) -> None:
 def test_bench_command() -> None:
     cmd = report.bench_command(["configs/resnet20.toml"], Path("out dir"), ["model.name=resnet20"], True, 500)
     assert cmd == "olafhe bench configs/resnet20.toml --out 'out dir' --set model.name=resnet20 --encrypted --limit 500"
+    assert report.bench_command(["c.toml"], Path("o"), None, False, None, backends=["openfhe", "tenseal"]) == (
+        "olafhe bench c.toml --out o --backends openfhe,tenseal")
     custom = report.bench_command(["c.toml"], Path("o"), None, False, None, combos=[("wls", "dp")])
     assert custom.startswith("python -c ") and "combos=[('wls', 'dp')]" in custom
 
@@ -191,10 +193,17 @@ class FakePipeline:
                      loaded: Any = None) -> dict:
         return {"images": limit or 10000, "correct": 0, "accuracy": 80.0 + plan.degrees[0] / 10}
 
-    def run_infer(self, config: Any, plan: Plan, limit: int, progress: bool = True, loaded: Any = None,
-                  log: Any = None) -> dict:
+    def run_infer(self, config: Any, plan: Plan, limit: int, backend_name: str | None = None, progress: bool = True,
+                  loaded: Any = None, log: Any = None) -> dict:
+        factor = 3.0 if backend_name == "tenseal" else 1.5
         return {"images": 1, "correct": 1, "agree_with_simulator": 1.0,
-                "seconds_per_image": plan.predicted["latency_s"] * 1.5, "peak_rss_mb": 1234.0, "backend": "fake"}
+                "seconds_per_image": plan.predicted["latency_s"] * factor, "peak_rss_mb": 1234.0,
+                "backend": backend_name or config.backend.name}
+
+    def predict_plan_seconds(self, config: Any, plan: Plan, backend_name: str, loaded: Any = None) -> float:
+        if backend_name == "tenseal" and plan.bootstraps:
+            raise OlafheError("backend 'tenseal' cannot bootstrap")
+        return plan.predicted["latency_s"] * 2.0
 
     def approximator_for(self, config: Any, name: str | None = None) -> SimpleNamespace:
         return SimpleNamespace(default_degrees=lambda: [15, 3, 7, 5])
@@ -203,7 +212,8 @@ class FakePipeline:
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch) -> FakePipeline:
     fp = FakePipeline()
-    for name in ("load", "get_calibration", "run_optimize", "run_evaluate", "run_infer", "approximator_for"):
+    for name in ("load", "get_calibration", "run_optimize", "run_evaluate", "run_infer", "approximator_for",
+                 "predict_plan_seconds"):
         monkeypatch.setattr(pipeline, name, getattr(fp, name))
     return fp
 
@@ -262,10 +272,30 @@ def test_run_bench_fixed_uniform_degree_and_custom_combos(fake: FakePipeline, tm
     assert [c[2] for c in fake.optimize_calls] == [7]  # a degree the config fixes is used as is
 
 
+def test_run_bench_backends_side_by_side(fake: FakePipeline, tmp_path: Path) -> None:
+    """One plan, one row per backend: that backend's predicted and measured latency, speedups per backend."""
+    doc = report.run_bench([SMALL_CNN], tmp_path, log=lambda _m: None, encrypted=True, progress=False,
+                           combos=[("composite-minimax", "uniform"), ("wls", "dp")], backends=["openfhe", "tenseal"])
+    assert len(fake.optimize_calls) == 2  # plans are optimized once, priced on every backend
+    rows = {(r["approximator"], r["backend"]): r for r in doc["rows"]}
+    assert list(rows) == [("composite-minimax", "openfhe"), ("composite-minimax", "tenseal"),
+                          ("wls", "openfhe"), ("wls", "tenseal")]
+    dp_o, dp_t = rows[("wls", "openfhe")], rows[("wls", "tenseal")]
+    assert dp_o["predicted_latency_s"] == 15.0 and dp_t["predicted_latency_s"] == 30.0  # tenseal's own table
+    assert dp_o["measured_latency_s"] == pytest.approx(22.5) and dp_t["measured_latency_s"] == pytest.approx(45.0)
+    assert dp_o["speedup_predicted"] == pytest.approx(4.0)
+    base_t = rows[("composite-minimax", "tenseal")]  # the baseline bootstraps: tenseal refuses it, clearly
+    assert "cannot bootstrap" in base_t["error"] and dp_t["speedup_predicted"] is None
+    assert dp_t["label"] == "wls/dp@tenseal" and dp_t["accuracy"] == dp_o["accuracy"]
+    md = (tmp_path / "results.md").read_text()
+    assert "| backend |" in md and "| small_cnn | wls | dp | tenseal |" in md
+    assert doc["command"].endswith("backends=['openfhe', 'tenseal'])'")
+    with pytest.raises(PluginError, match="nope"):
+        report.run_bench([SMALL_CNN], tmp_path, backends=["nope"], progress=False)
+
+
 def test_run_bench_fails_fast_on_unknown_names_and_when_everything_fails(fake: FakePipeline,
                                                                          tmp_path: Path) -> None:
-    from olafhe.core.errors import PluginError
-
     with pytest.raises(PluginError, match="unknown optimizer 'nope'"):
         report.run_bench([SMALL_CNN], tmp_path, combos=[("wls", "nope")], progress=False)
     assert fake.loads == 0

@@ -26,7 +26,7 @@ import torch
 from .core.backend import Backend, CKKSParams
 from .core.calibration import calibrate
 from .core.config import Config
-from .core.costs import CostTable, load_cost_table
+from .core.costs import CostTable, load_cost_table, machine_description
 from .core.engine import Program, compile_program, encrypted_inference
 from .core.errors import ConfigError, DataError, OlafheError
 from .core.fx_import import import_model
@@ -395,7 +395,8 @@ def run_infer(config: Config, plan: Plan | None, limit: int, backend_name: str |
     keygen_s = time.perf_counter() - t_keys
     log(f"{caps.describe()}; keys for {len(program.rotations)} rotations in {keygen_s:.1f} s")
     correct = agree = 0
-    seconds = []
+    seconds: list[float] = []
+    classes: list[int] = []
     reports = []
     max_err = 0.0
     for i in range(len(y)):
@@ -411,15 +412,23 @@ def run_infer(config: Config, plan: Plan | None, limit: int, backend_name: str |
         if bar:
             bar.close()
         reports.append(report.totals())
+        classes.append(int(logits.argmax()))
         correct += int(logits.argmax() == y[i])
         agree += int(logits.argmax() == sim_logits[i].argmax())
-        max_err = max(max_err, float(np.max(np.abs(logits - sim_logits[i]))))
+        err = float(np.max(np.abs(logits - sim_logits[i])))
+        max_err = max(max_err, err)
+        log(f"image {i + 1}/{len(y)}: label {int(y[i])}, encrypted {int(logits.argmax())}, simulator "
+            f"{int(sim_logits[i].argmax())}, max logit error {err:.2e}, {seconds[-1]:.1f} s "
+            f"({', '.join(f'{k} {v:.1f} s' for k, v in reports[-1].items())}), peak RSS {peak_rss_mb():.0f} MB")
     return {
         "images": int(len(y)), "correct": correct, "agree_with_simulator": agree / max(len(y), 1),
         "seconds_per_image": float(np.mean(seconds)) if seconds else 0.0, "peak_rss_mb": peak_rss_mb(),
         "backend": backend.name, "security_bits": caps.security_bits, "bootstraps": program.bootstraps,
         "max_logit_error": max_err, "keygen_seconds": keygen_s, "breakdown": reports,
-        "ring_dimension": caps.ring_dimension,
+        "ring_dimension": caps.ring_dimension, "model": plan.model, "approximator": plan.approximator,
+        "optimizer": plan.optimizer, "degrees": plan.degrees, "predicted_latency_s": plan.predicted.get("latency_s"),
+        "labels": [int(v) for v in y], "encrypted_classes": classes, "seconds": seconds,
+        "rotation_keys": len(program.rotations), "machine": machine_description(),
     }
 
 

@@ -206,7 +206,8 @@ def run_bench(configs: list[str], out_dir: Path, set_overrides: list[str] | None
               encrypted: bool = False, limit: int | None = None,
               combos: list[tuple[str, str]] | None = None, uniform_degree: int | None = None,
               readme: str | Path | None = None, progress: bool = True,
-              backends: list[str] | None = None) -> dict:
+              backends: list[str] | None = None, plans_dir: str | Path | None = None,
+              measured: Sequence[str | Path] | None = None) -> dict:
     """Optimize, evaluate and compare every (approximator, optimizer) combination on every config.
 
     Per config the model and calibration are loaded once and shared by all combinations. The first
@@ -227,6 +228,12 @@ def run_bench(configs: list[str], out_dir: Path, set_overrides: list[str] | None
     ``cost_backend``) gets one row per backend, with the latency that backend's cost table predicts for
     it and, with ``encrypted``, the latency measured on that backend. Speedups compare rows of the same
     model and backend. Default: one row per plan for the config's backend.
+
+    ``plans_dir`` reuses the plans a previous bench saved there (``<model>-<approximator>-<optimizer>.json``)
+    instead of optimizing again; every other column is recomputed. ``measured`` names saved
+    ``olafhe infer --json`` outputs (files or folders of them): a row whose plan is the measured plan
+    (same model, approximator, optimizer, degrees and bootstraps, on the row's backend) takes its measured
+    latency and peak RSS from that run, so hour-long encrypted runs need not be repeated per report.
     Returns the document written to ``results.json``.
     """
     from .core.config import load_config
@@ -240,6 +247,7 @@ def run_bench(configs: list[str], out_dir: Path, set_overrides: list[str] | None
     for backend in backends or []:
         registry().get("backends", backend)
     loaded_configs = [load_config(path, set_overrides) for path in configs]
+    runs = load_measured_runs(measured or [])
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
@@ -247,7 +255,7 @@ def run_bench(configs: list[str], out_dir: Path, set_overrides: list[str] | None
     t0 = time.perf_counter()
     for config in loaded_configs:
         model_rows, plans = _bench_model(config, combos, out_dir, log, encrypted, limit, uniform_degree, progress,
-                                         backends)
+                                         backends, Path(plans_dir) if plans_dir else None, runs)
         rows += model_rows
         name = config.model.name
         plots[name] = {}
@@ -255,7 +263,8 @@ def run_bench(configs: list[str], out_dir: Path, set_overrides: list[str] | None
             plots[name]["degrees"] = str(plot_degrees(plans, out_dir / f"{name}-degrees.png"))
         if any(r.get("accuracy") is not None for r in model_rows):
             plots[name]["pareto"] = str(plot_pareto(model_rows, out_dir / f"{name}-pareto.png"))
-    command = bench_command(configs, out_dir, set_overrides, encrypted, limit, combos, uniform_degree, backends)
+    command = bench_command(configs, out_dir, set_overrides, encrypted, limit, combos, uniform_degree, backends,
+                            plans_dir, measured)
     doc = {
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "command": command,
@@ -264,6 +273,8 @@ def run_bench(configs: list[str], out_dir: Path, set_overrides: list[str] | None
         "limit": limit,
         "encrypted": encrypted,
         "backends": list(backends) if backends else None,
+        "plans_dir": str(plans_dir) if plans_dir else None,
+        "measured": [str(m) for m in measured or []],
         "seconds": time.perf_counter() - t0,
         "rows": rows,
         "plots": plots,
@@ -281,7 +292,8 @@ def run_bench(configs: list[str], out_dir: Path, set_overrides: list[str] | None
 
 def _bench_model(config: Any, combos: list[tuple[str, str]], out_dir: Path, log: Log, encrypted: bool,
                  limit: int | None, uniform_degree: int | None, progress: bool,
-                 backends: list[str] | None = None) -> tuple[list[dict], dict[str, Plan]]:
+                 backends: list[str] | None = None, plans_dir: Path | None = None,
+                 runs: list[dict] | None = None) -> tuple[list[dict], dict[str, Plan]]:
     """All combinations for one config: rows (speedups filled in) and the successful plans by label."""
     from tqdm import tqdm
 
@@ -304,7 +316,13 @@ def _bench_model(config: Any, combos: list[tuple[str, str]], out_dir: Path, log:
         try:
             t_opt = time.perf_counter()
             search = opt == "uniform" and (approx, opt) != baseline
-            if search:
+            saved = plans_dir / f"{name}-{approx}-{opt}.json" if plans_dir else None
+            if saved is not None:
+                if not saved.is_file():
+                    raise OlafheError(f"no saved plan {saved} (bench without --plans to optimize it)")
+                plan = Plan.load(saved)
+                row["plan_source"] = str(saved)
+            elif search:
                 plan, history = _uniform_plan(config, approx, loaded, calibration, uniform_degree, log)
                 row["uniform_search"] = history
             else:
@@ -327,6 +345,10 @@ def _bench_model(config: Any, combos: list[tuple[str, str]], out_dir: Path, log:
                     brow["predicted_latency_s"] = pipeline.predict_plan_seconds(config, plan, backend, loaded)
                 if encrypted:
                     brow.update(_encrypted_fields(config, plan, loaded, log, backend))
+                elif (run := match_measured_run(runs or [], plan, backend)) is not None:
+                    brow.update(measured_latency_s=run["seconds_per_image"], peak_rss_mb=run.get("peak_rss_mb"),
+                                measured_images=run.get("images"), measured_from=run.get("path"),
+                                agree_with_simulator=run.get("agree_with_simulator"))
                 log(f"bench {name} {brow['label']}: test accuracy {brow['accuracy']:.2f}%, predicted "
                     f"{brow['predicted_latency_s']:.1f} s/image, {brow['bootstraps']} bootstraps")
             except OlafheError as exc:
@@ -336,6 +358,35 @@ def _bench_model(config: Any, combos: list[tuple[str, str]], out_dir: Path, log:
     bar.close()
     add_speedups(rows, baseline)
     return rows, plans
+
+
+def load_measured_runs(paths: Sequence[str | Path]) -> list[dict]:
+    """Saved ``olafhe infer --json`` outputs from files or folders (``*.json``); other JSON files are skipped.
+
+    A file that is not JSON, or a run without ``model``/``degrees`` (written before runs recorded their
+    plan), is a :class:`DataError` or skipped respectively, so a stale file never matches by accident.
+    """
+    runs: list[dict] = []
+    for path in map(Path, paths):
+        if not path.exists():
+            raise DataError(f"measured runs: {path} does not exist")
+        files = sorted(path.glob("*.json")) if path.is_dir() else [path]
+        for f in files:
+            try:
+                doc = json.loads(f.read_text())
+            except (OSError, json.JSONDecodeError) as exc:
+                raise DataError(f"measured runs: {f} is not a JSON file: {exc}") from exc
+            if isinstance(doc, dict) and "seconds_per_image" in doc and "degrees" in doc and "model" in doc:
+                runs.append({**doc, "path": str(f)})
+    return runs
+
+
+def match_measured_run(runs: Sequence[dict], plan: Plan, backend: str) -> dict | None:
+    """The run (most images first) that measured exactly ``plan`` on ``backend``, else None."""
+    same = [r for r in runs if r.get("backend") == backend and r.get("model") == plan.model
+            and r.get("approximator") == plan.approximator and r.get("optimizer") == plan.optimizer
+            and list(r.get("degrees") or []) == plan.degrees and r.get("bootstraps") == plan.bootstraps]
+    return max(same, key=lambda r: int(r.get("images") or 0), default=None)
 
 
 def _uniform_plan(config: Any, approx: str, loaded: Any, calibration: Any, degree: int | None,
@@ -446,13 +497,16 @@ def add_speedups(rows: list[dict], baseline: tuple[str, str]) -> None:
 
 def bench_command(configs: Sequence[str], out_dir: Path, set_overrides: Sequence[str] | None, encrypted: bool,
                   limit: int | None, combos: Sequence[tuple[str, str]] | None = None,
-                  uniform_degree: int | None = None, backends: Sequence[str] | None = None) -> str:
+                  uniform_degree: int | None = None, backends: Sequence[str] | None = None,
+                  plans_dir: str | Path | None = None, measured: Sequence[str | Path] | None = None) -> str:
     """The command that reproduces a bench run: the CLI line, or a Python call when the CLI cannot say it."""
     combos = [tuple(c) for c in (combos or DEFAULT_COMBOS)]
     if combos != list(DEFAULT_COMBOS) or uniform_degree is not None:
         args = [repr(list(configs)), repr(str(out_dir)), f"set_overrides={list(set_overrides or [])!r}",
                 f"encrypted={encrypted!r}", f"limit={limit!r}", f"combos={combos!r}",
-                f"uniform_degree={uniform_degree!r}", f"backends={list(backends) if backends else None!r}"]
+                f"uniform_degree={uniform_degree!r}", f"backends={list(backends) if backends else None!r}",
+                f"plans_dir={str(plans_dir) if plans_dir else None!r}",
+                f"measured={[str(m) for m in measured or []]!r}"]
         return f"python -c 'import olafhe.report as r; r.run_bench({', '.join(args)})'"
     parts = ["olafhe", "bench", *map(str, configs), "--out", str(out_dir)]
     for item in set_overrides or []:
@@ -463,6 +517,10 @@ def bench_command(configs: Sequence[str], out_dir: Path, set_overrides: Sequence
         parts += ["--limit", str(limit)]
     if backends:
         parts += ["--backends", ",".join(backends)]
+    if plans_dir:
+        parts += ["--plans", str(plans_dir)]
+    for item in measured or []:
+        parts += ["--measured", str(item)]
     return shlex.join(parts)
 
 
@@ -505,8 +563,8 @@ def _machine_line(machine: dict | str) -> str:
 
 
 COLUMNS = ("model", "approximator", "optimizer", "backend", "test acc. (sim.)", "tuning acc.", "bootstraps",
-           "act. depth", "predicted s/img", "speedup (pred.)", "measured s/img", "speedup (meas.)", "security bits",
-           "degrees")
+           "act. depth", "predicted s/img", "speedup (pred.)", "measured s/img", "speedup (meas.)", "peak RSS",
+           "security bits", "degrees")
 
 
 def results_markdown(rows: list[dict], machine: dict | str, command: str) -> str:
@@ -532,7 +590,8 @@ def results_markdown(rows: list[dict], machine: dict | str, command: str) -> str
                 _fmt(r.get("accuracy"), ".2f", "%"), tuning,
                 _fmt(r.get("bootstraps"), ".0f"), _fmt(r.get("total_depth"), ".0f"),
                 _fmt(r.get("predicted_latency_s"), ".1f"), _fmt(r.get("speedup_predicted"), ".2f", "×"),
-                _fmt(r.get("measured_latency_s"), ".1f"), _fmt(r.get("speedup_measured"), ".2f", "×"),
+                _measured_cell(r), _fmt(r.get("speedup_measured"), ".2f", "×"),
+                _fmt(_number(r.get("peak_rss_mb")) and r["peak_rss_mb"] / 1024, ".1f", " GB"),
                 security, compact_degrees(r.get("degrees") or []),
             ]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
@@ -542,8 +601,10 @@ def results_markdown(rows: list[dict], machine: dict | str, command: str) -> str
         f"Test accuracy: simulator over {', '.join(map(str, images)) or '—'} CIFAR-10 test images; tuning "
         "accuracy: the held-out calibration images the budget was tuned on. Speedups are relative to the "
         "first row of each model and backend (the baseline). Predicted latency comes from the backend's cost "
-        "table; measured latency from one encrypted image (— when not run). Act. depth: sum of activation depths.",
+        "table; measured latency is the mean over the images of an encrypted run (— when not run). "
+        "Act. depth: sum of activation depths.",
         "",
+        *_measured_notes(rows),
         f"Machine: {_machine_line(machine)}.",
         "",
         "Reproduce with:",
@@ -554,6 +615,24 @@ def results_markdown(rows: list[dict], machine: dict | str, command: str) -> str
         "",
     ]
     return "\n".join(lines)
+
+
+def _measured_cell(row: dict) -> str:
+    cell = _fmt(row.get("measured_latency_s"), ".1f")
+    images = row.get("measured_images")
+    return f"{cell} ({images} img)" if cell != "—" and isinstance(images, int) and images > 1 else cell
+
+
+def _measured_notes(rows: list[dict]) -> list[str]:
+    """One line per measured latency taken from a saved encrypted run (file, images, agreement)."""
+    notes = []
+    for r in rows:
+        if r.get("measured_from"):
+            agree = _number(r.get("agree_with_simulator"))
+            notes.append(f"- {r['model']} {r['approximator']}/{r['optimizer']} on {r.get('backend')}: measured in "
+                         f"`{r['measured_from']}` ({r.get('measured_images')} class-balanced test images"
+                         + (f", {agree:.0%} same class as the simulator" if agree is not None else "") + ")")
+    return ["Measured latencies from saved encrypted runs of the same plans:", "", *notes, ""] if notes else []
 
 
 def update_readme(readme_path: str | Path, markdown: str) -> Path:

@@ -117,7 +117,7 @@ def test_results_markdown() -> None:
     table = [ln for ln in lines if ln.startswith("| ")]
     assert len(table) == 4
     assert all(ln.count(" | ") == table[0].count(" | ") for ln in table[1:3])
-    assert "| 91.20% | 91.00% | 9 | 90 | 300.0 | 1.00× | — | — | 128 | 27×3 |" in table[1]
+    assert "| 91.20% | 91.00% | 9 | 90 | 300.0 | 1.00× | — | — | — | 128 | 27×3 |" in table[1]
     assert "90.10% (below target)" in table[2] and "**0 (INSECURE)**" in table[2] and "7, 15×2" in table[2]
     assert "failed: no plan \\| at all" in table[3]
     assert "simulator over 10000 CIFAR-10 test images" in md
@@ -289,9 +289,45 @@ def test_run_bench_backends_side_by_side(fake: FakePipeline, tmp_path: Path) -> 
     assert dp_t["label"] == "wls/dp@tenseal" and dp_t["accuracy"] == dp_o["accuracy"]
     md = (tmp_path / "results.md").read_text()
     assert "| backend |" in md and "| small_cnn | wls | dp | tenseal |" in md
-    assert doc["command"].endswith("backends=['openfhe', 'tenseal'])'")
+    assert "backends=['openfhe', 'tenseal']" in doc["command"]
     with pytest.raises(PluginError, match="nope"):
         report.run_bench([SMALL_CNN], tmp_path, backends=["nope"], progress=False)
+
+
+def test_run_bench_reuses_saved_plans_and_measured_runs(fake: FakePipeline, tmp_path: Path) -> None:
+    """--plans skips optimizing; --measured fills the rows whose plan a saved encrypted run measured exactly."""
+    combos = [("composite-minimax", "uniform"), ("wls", "dp")]
+    first = report.run_bench([SMALL_CNN], tmp_path / "a", log=lambda _m: None, combos=combos, progress=False)
+    dp_plan = Plan.load(first["rows"][1]["plan"])
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    run = {"images": 10, "correct": 9, "agree_with_simulator": 1.0, "seconds_per_image": 5.0, "peak_rss_mb": 2048.0,
+           "backend": "openfhe", "security_bits": 0, "bootstraps": dp_plan.bootstraps, "model": "small_cnn",
+           "approximator": "wls", "optimizer": "dp", "degrees": dp_plan.degrees}
+    (runs / "dp.json").write_text(json.dumps(run))
+    (runs / "other-plan.json").write_text(json.dumps({**run, "degrees": [3, 3, 3], "seconds_per_image": 1.0}))
+    (runs / "old-format.json").write_text(json.dumps({k: v for k, v in run.items() if k != "degrees"}))
+    (runs / "unrelated.json").write_text(json.dumps({"rows": []}))
+    fake.optimize_calls.clear()
+    doc = report.run_bench([SMALL_CNN], tmp_path / "b", log=lambda _m: None, combos=combos, progress=False,
+                           plans_dir=tmp_path / "a", measured=[runs])
+    assert fake.optimize_calls == []  # every plan came from the folder
+    base, dp = doc["rows"]
+    assert dp["degrees"] == dp_plan.degrees and dp["plan_source"] == str(tmp_path / "a" / "small_cnn-wls-dp.json")
+    assert dp["measured_latency_s"] == 5.0 and dp["measured_images"] == 10 and dp["peak_rss_mb"] == 2048.0
+    assert dp["measured_from"] == str(runs / "dp.json")
+    assert base["measured_latency_s"] is None and dp["speedup_measured"] is None  # the baseline was not measured
+    md = (tmp_path / "b" / "results.md").read_text()
+    assert "5.0 (10 img)" in md and "2.0 GB" in md and f"`{runs / 'dp.json'}` (10 class-balanced" in md
+    assert f"plans_dir={str(tmp_path / 'a')!r}" in doc["command"] and f"measured=[{str(runs)!r}]" in doc["command"]
+    with pytest.raises(DataError, match="does not exist"):
+        report.run_bench([SMALL_CNN], tmp_path / "c", combos=combos, measured=[tmp_path / "nope"], progress=False)
+    (runs / "broken.json").write_text("{not json")
+    with pytest.raises(DataError, match="not a JSON file"):
+        report.load_measured_runs([runs])
+    with pytest.raises(OlafheError, match="no saved plan .*small_cnn-wls-greedy.json"):
+        report.run_bench([SMALL_CNN], tmp_path / "d", log=lambda _m: None, combos=[("wls", "greedy")],
+                         progress=False, plans_dir=tmp_path / "a")
 
 
 def test_run_bench_fails_fast_on_unknown_names_and_when_everything_fails(fake: FakePipeline,

@@ -194,7 +194,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     run_bench(args.configs, Path(args.out), set_overrides=args.set, log=_log, encrypted=args.encrypted,
               limit=args.limit, readme=args.readme,
               backends=[b.strip() for b in args.backends.split(",") if b.strip()] if args.backends else None,
-              plans_dir=args.plans, measured=args.measured)
+              plans_dir=args.plans, measured=args.measured, progress=not args.no_progress)
     return 0
 
 
@@ -263,6 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--readme", help="also rewrite the Results section of this README")
     sp.add_argument("--backends", help="comma-separated HE backends side by side, e.g. openfhe,tenseal "
                     "(default: the config's backend)")
+    sp.add_argument("--no-progress", action="store_true", help="no progress bars")
     sp.add_argument("--plans", help="reuse the plans a previous bench saved in this folder instead of optimizing")
     sp.add_argument("--measured", action="append", default=[], metavar="PATH",
                     help="saved `olafhe infer --json` outputs (file or folder) whose measured latency fills the "

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .core.backend import Backend, CKKSParams
+from .core.backend import Backend, Capabilities, CKKSParams
 from .core.calibration import calibrate
 from .core.config import Config
 from .core.costs import CostTable, load_cost_table, machine_description
@@ -366,13 +366,11 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def run_infer(config: Config, plan: Plan | None, limit: int, backend_name: str | None = None,
-              progress: bool = True, loaded: Loaded | None = None, log: Log = _quiet) -> dict:
-    """Encrypted inference of ``limit`` class-balanced test images on a real (or simulated) backend."""
-    if plan is None:
-        raise ConfigError("infer needs --plan PLAN.json (create one with `olafhe optimize`)")
-    loaded = loaded or load(config)
-    backend = make_backend(config, backend_name, plan)
+def check_runnable(plan: Plan, backend: Backend) -> Capabilities:
+    """The backend's capabilities, after refusing (before any work) a plan it cannot run.
+
+    The message names the plan's bootstraps and depth and the backend's limit.
+    """
     caps = backend.capabilities()
     if plan.bootstraps and not caps.bootstrapping:
         raise OlafheError(
@@ -385,6 +383,17 @@ def run_infer(config: Config, plan: Plan | None, limit: int, backend_name: str |
             f"plan needs input level {plan.input_level} (total activation depth {plan.total_activation_depth()}, "
             f"{plan.bootstraps} bootstraps) but backend {backend.name!r} allows at most {caps.max_level}"
         )
+    return caps
+
+
+def run_infer(config: Config, plan: Plan | None, limit: int, backend_name: str | None = None,
+              progress: bool = True, loaded: Loaded | None = None, log: Log = _quiet) -> dict:
+    """Encrypted inference of ``limit`` class-balanced test images on a real (or simulated) backend."""
+    if plan is None:
+        raise ConfigError("infer needs --plan PLAN.json (create one with `olafhe optimize`)")
+    loaded = loaded or load(config)
+    backend = make_backend(config, backend_name, plan)
+    caps = check_runnable(plan, backend)
     program = compile_program(loaded.graph, {ly.name: ly for ly in plan.layers}, caps.slots, plan.input_level,
                               cache_diagonals=caps.ring_dimension <= 2**14,
                               max_rotation_keys=config.backend.max_rotation_keys)
@@ -441,12 +450,7 @@ def predict_plan_seconds(config: Config, plan: Plan, backend_name: str, loaded: 
     """
     loaded = loaded or load(config)
     backend = make_backend(config, backend_name, plan)
-    caps = backend.capabilities()
-    if plan.bootstraps and not caps.bootstrapping:
-        raise OlafheError(f"backend {backend.name!r} cannot bootstrap, but the plan needs {plan.bootstraps} bootstraps")
-    if plan.input_level > caps.max_level:
-        raise OlafheError(f"plan needs input level {plan.input_level} but backend {backend.name!r} allows at most "
-                          f"{caps.max_level}")
+    caps = check_runnable(plan, backend)
     program = compile_program(loaded.graph, {ly.name: ly for ly in plan.layers}, caps.slots, plan.input_level,
                               max_rotation_keys=config.backend.max_rotation_keys)
     x, _ = test_set(loaded.data_dir, 1)

@@ -346,9 +346,7 @@ def _bench_model(config: Any, combos: list[tuple[str, str]], out_dir: Path, log:
                 if encrypted:
                     brow.update(_encrypted_fields(config, plan, loaded, log, backend))
                 elif (run := match_measured_run(runs or [], plan, backend)) is not None:
-                    brow.update(measured_latency_s=run["seconds_per_image"], peak_rss_mb=run.get("peak_rss_mb"),
-                                measured_images=run.get("images"), measured_from=run.get("path"),
-                                agree_with_simulator=run.get("agree_with_simulator"))
+                    brow.update(run_fields(run), measured_from=run.get("path"))
                 log(f"bench {name} {brow['label']}: test accuracy {brow['accuracy']:.2f}%, predicted "
                     f"{brow['predicted_latency_s']:.1f} s/image, {brow['bootstraps']} bootstraps")
             except OlafheError as exc:
@@ -461,9 +459,24 @@ def _encrypted_fields(config: Any, plan: Plan, loaded: Any, log: Log, backend: s
     except OlafheError as exc:
         log(f"  encrypted run refused: {exc}")
         return {"encrypted_error": str(exc)}
-    return {"measured_latency_s": enc["seconds_per_image"], "peak_rss_mb": enc["peak_rss_mb"],
-            "backend": enc["backend"], "agree_with_simulator": enc["agree_with_simulator"],
-            "encrypted_correct": enc["correct"]}
+    return run_fields(enc)
+
+
+def run_fields(run: dict) -> dict:
+    """Row fields from one ``olafhe infer`` result: latency, memory, agreement and the time breakdown.
+
+    ``measured_breakdown`` is the mean seconds per image of each kind of step (bootstrap, linear, ...).
+    """
+    breakdown: dict[str, float] = {}
+    per_image = [b for b in run.get("breakdown") or [] if isinstance(b, dict)]
+    for b in per_image:
+        for kind, seconds in b.items():
+            breakdown[kind] = breakdown.get(kind, 0.0) + float(seconds) / len(per_image)
+    return {"measured_latency_s": run["seconds_per_image"], "peak_rss_mb": run.get("peak_rss_mb"),
+            "backend": run.get("backend"), "agree_with_simulator": run.get("agree_with_simulator"),
+            "measured_images": run.get("images"), "encrypted_correct": run.get("correct"),
+            "max_logit_error": run.get("max_logit_error"), "keygen_seconds": run.get("keygen_seconds"),
+            "measured_breakdown": breakdown or None}
 
 
 ROW_DEFAULTS: dict[str, Any] = {
@@ -623,16 +636,33 @@ def _measured_cell(row: dict) -> str:
     return f"{cell} ({images} img)" if cell != "—" and isinstance(images, int) and images > 1 else cell
 
 
+RUN_COLUMNS = ("model", "plan", "backend", "images", "correct", "same class as simulator", "max logit error",
+               "s/img", "bootstrap s", "linear s", "activation s", "keygen s", "peak RSS")
+
+
 def _measured_notes(rows: list[dict]) -> list[str]:
-    """One line per measured latency taken from a saved encrypted run (file, images, agreement)."""
-    notes = []
-    for r in rows:
-        if r.get("measured_from"):
-            agree = _number(r.get("agree_with_simulator"))
-            notes.append(f"- {r['model']} {r['approximator']}/{r['optimizer']} on {r.get('backend')}: measured in "
-                         f"`{r['measured_from']}` ({r.get('measured_images')} class-balanced test images"
-                         + (f", {agree:.0%} same class as the simulator" if agree is not None else "") + ")")
-    return ["Measured latencies from saved encrypted runs of the same plans:", "", *notes, ""] if notes else []
+    """A table of the encrypted runs behind the measured column: correctness, time breakdown, memory."""
+    measured = [r for r in rows if _number(r.get("measured_latency_s")) is not None and not r.get("error")]
+    if not measured:
+        return []
+    lines = ["Encrypted runs (seconds per image, mean over the run's class-balanced test images):", "",
+             "| " + " | ".join(RUN_COLUMNS) + " |", "|" + "---|" * len(RUN_COLUMNS)]
+    for r in measured:
+        parts = r.get("measured_breakdown") or {}
+        agree = _number(r.get("agree_with_simulator"))
+        images = r.get("measured_images")
+        cells = [r["model"], f"{r['approximator']}/{r['optimizer']}", r.get("backend") or "—",
+                 _fmt(images, ".0f"), _fmt(r.get("encrypted_correct"), ".0f"),
+                 "—" if agree is None or not images else f"{round(agree * images)}/{images}",
+                 _fmt(r.get("max_logit_error"), ".1e"), _fmt(r.get("measured_latency_s"), ".1f"),
+                 _fmt(parts.get("bootstrap"), ".1f"), _fmt(parts.get("linear"), ".1f"),
+                 _fmt(parts.get("activation"), ".1f"), _fmt(r.get("keygen_seconds"), ".1f"),
+                 _fmt(_number(r.get("peak_rss_mb")) and r["peak_rss_mb"] / 1024, ".1f", " GB")]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    sources = [f"`{r['measured_from']}`" for r in measured if r.get("measured_from")]
+    if sources:
+        lines += ["", f"Runs read from {', '.join(sources)} (saved `olafhe infer --json` output of the same plans)."]
+    return [*lines, ""]
 
 
 def update_readme(readme_path: str | Path, markdown: str) -> Path:

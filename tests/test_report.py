@@ -251,7 +251,9 @@ def test_run_bench_orchestration(fake: FakePipeline, tmp_path: Path) -> None:
     assert on_disk["rows"] == json.loads(json.dumps(doc["rows"]))
     assert on_disk["command"].startswith("olafhe bench ") and "--encrypted --limit 200" in on_disk["command"]
     md = (out / "results.md").read_text()
-    assert md.count("\n| small_cnn |") == 4 and "failed: greedy found nothing" in md
+    plans_table, runs_table = md.split("Encrypted runs")
+    assert plans_table.count("\n| small_cnn |") == 4 and "failed: greedy found nothing" in plans_table
+    assert runs_table.count("\n| small_cnn |") == 3  # one line per encrypted run (greedy failed before it)
     assert (out / "small_cnn-degrees.png").read_bytes().startswith(PNG_MAGIC)
     assert (out / "small_cnn-pareto.png").read_bytes().startswith(PNG_MAGIC)
     assert md.strip() in readme.read_text()
@@ -303,7 +305,8 @@ def test_run_bench_reuses_saved_plans_and_measured_runs(fake: FakePipeline, tmp_
     runs.mkdir()
     run = {"images": 10, "correct": 9, "agree_with_simulator": 1.0, "seconds_per_image": 5.0, "peak_rss_mb": 2048.0,
            "backend": "openfhe", "security_bits": 0, "bootstraps": dp_plan.bootstraps, "model": "small_cnn",
-           "approximator": "wls", "optimizer": "dp", "degrees": dp_plan.degrees}
+           "approximator": "wls", "optimizer": "dp", "degrees": dp_plan.degrees, "max_logit_error": 3e-4,
+           "keygen_seconds": 40.0, "breakdown": [{"bootstrap": 3.0, "linear": 1.5}, {"bootstrap": 4.0, "linear": 2.5}]}
     (runs / "dp.json").write_text(json.dumps(run))
     (runs / "other-plan.json").write_text(json.dumps({**run, "degrees": [3, 3, 3], "seconds_per_image": 1.0}))
     (runs / "old-format.json").write_text(json.dumps({k: v for k, v in run.items() if k != "degrees"}))
@@ -318,7 +321,9 @@ def test_run_bench_reuses_saved_plans_and_measured_runs(fake: FakePipeline, tmp_
     assert dp["measured_from"] == str(runs / "dp.json")
     assert base["measured_latency_s"] is None and dp["speedup_measured"] is None  # the baseline was not measured
     md = (tmp_path / "b" / "results.md").read_text()
-    assert "5.0 (10 img)" in md and "2.0 GB" in md and f"`{runs / 'dp.json'}` (10 class-balanced" in md
+    assert dp["measured_breakdown"] == {"bootstrap": 3.5, "linear": 2.0} and dp["max_logit_error"] == 3e-4
+    assert "5.0 (10 img)" in md and "2.0 GB" in md and f"`{runs / 'dp.json'}`" in md
+    assert "| small_cnn | wls/dp | openfhe | 10 | 9 | 10/10 | 3.0e-04 | 5.0 | 3.5 | 2.0 | — | 40.0 | 2.0 GB |" in md
     assert f"plans_dir={str(tmp_path / 'a')!r}" in doc["command"] and f"measured=[{str(runs)!r}]" in doc["command"]
     with pytest.raises(DataError, match="does not exist"):
         report.run_bench([SMALL_CNN], tmp_path / "c", combos=combos, measured=[tmp_path / "nope"], progress=False)

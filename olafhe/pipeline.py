@@ -363,7 +363,31 @@ def run_evaluate(config: Config, plan: Plan | None, limit: int | None, progress:
 
 
 def peak_rss_mb() -> float:
+    """This process's peak resident set size in MB since start, or since :func:`reset_peak_rss`.
+
+    Reads ``VmHWM`` from ``/proc/self/status`` (resettable on Linux); elsewhere ``ru_maxrss``.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def reset_peak_rss() -> bool:
+    """Start a new peak-RSS window (Linux ``clear_refs`` 5), so one run's peak excludes earlier runs.
+
+    Returns False where the kernel offers no reset (then the peak covers the whole process).
+    """
+    try:
+        with open("/proc/self/clear_refs", "w") as refs:
+            refs.write("5")
+        return True
+    except OSError:
+        return False
 
 
 def check_runnable(plan: Plan, backend: Backend) -> Capabilities:
@@ -399,6 +423,7 @@ def run_infer(config: Config, plan: Plan | None, limit: int, backend_name: str |
                               max_rotation_keys=config.backend.max_rotation_keys)
     x, y = test_set(loaded.data_dir, limit)
     sim_logits = predict(loaded.graph, x, config.data.batch_size, plan)
+    reset_peak_rss()  # the peak below is this run's, not that of earlier work in the process
     t_keys = time.perf_counter()
     client, server = backend.keygen(program.key_request())
     keygen_s = time.perf_counter() - t_keys

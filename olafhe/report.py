@@ -476,6 +476,7 @@ def run_fields(run: dict) -> dict:
             "backend": run.get("backend"), "agree_with_simulator": run.get("agree_with_simulator"),
             "measured_images": run.get("images"), "encrypted_correct": run.get("correct"),
             "max_logit_error": run.get("max_logit_error"), "keygen_seconds": run.get("keygen_seconds"),
+            "measured_bootstraps": run.get("bootstraps"),
             "measured_breakdown": breakdown or None}
 
 
@@ -637,7 +638,7 @@ def _measured_cell(row: dict) -> str:
 
 
 RUN_COLUMNS = ("model", "plan", "backend", "images", "correct", "same class as simulator", "max logit error",
-               "s/img", "bootstrap s", "linear s", "activation s", "keygen s", "peak RSS")
+               "s/img", "bootstraps", "bootstrap s", "linear s", "activation s", "keygen s", "peak RSS")
 
 
 def _measured_notes(rows: list[dict]) -> list[str]:
@@ -655,7 +656,8 @@ def _measured_notes(rows: list[dict]) -> list[str]:
                  _fmt(images, ".0f"), _fmt(r.get("encrypted_correct"), ".0f"),
                  "—" if agree is None or not images else f"{round(agree * images)}/{images}",
                  _fmt(r.get("max_logit_error"), ".1e"), _fmt(r.get("measured_latency_s"), ".1f"),
-                 _fmt(parts.get("bootstrap"), ".1f"), _fmt(parts.get("linear"), ".1f"),
+                 _fmt(r.get("measured_bootstraps"), ".0f"), _fmt(parts.get("bootstrap"), ".1f"),
+                 _fmt(parts.get("linear"), ".1f"),
                  _fmt(parts.get("activation"), ".1f"), _fmt(r.get("keygen_seconds"), ".1f"),
                  _fmt(_number(r.get("peak_rss_mb")) and r["peak_rss_mb"] / 1024, ".1f", " GB")]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")

@@ -309,6 +309,10 @@ def test_run_bench_reuses_saved_plans_and_measured_runs(fake: FakePipeline, tmp_
            "keygen_seconds": 40.0, "breakdown": [{"bootstrap": 3.0, "linear": 1.5}, {"bootstrap": 4.0, "linear": 2.5}]}
     (runs / "dp.json").write_text(json.dumps(run))
     (runs / "other-plan.json").write_text(json.dumps({**run, "degrees": [3, 3, 3], "seconds_per_image": 1.0}))
+    legacy = {**run, "model": "other", "bootstraps": 3, "breakdown": [{"bootstrap": 0.0, "activation": 9.0}]}
+    legacy_md = report._measured_notes([{**report.ROW_DEFAULTS, "model": "other", "approximator": "a",
+                                         "optimizer": "o", **report.run_fields(legacy)}])
+    assert "| in activation | — | 9.0 (incl. bootstraps) |" in "\n".join(legacy_md)
     (runs / "old-format.json").write_text(json.dumps({k: v for k, v in run.items() if k != "degrees"}))
     (runs / "unrelated.json").write_text(json.dumps({"rows": []}))
     fake.optimize_calls.clear()

@@ -210,3 +210,18 @@ def test_cli_unknown_plugin_fails_before_touching_data(capsys: pytest.CaptureFix
     line = _cli_error(capsys, argv)
     assert f"unknown {kind} 'nope'" in line
     assert "known:" in line
+
+
+def test_cli_bench_unknown_backend_fails_before_touching_data(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
+    argv = ["bench", str(CONFIGS / "small_cnn.toml"), "--backends", "openfhe, nope", "--out", str(tmp_path / "out"),
+            "--set", f"data.dir={tmp_path / 'no-data-here'}", "--no-progress"]
+    line = _cli_error(capsys, argv)
+    assert "unknown backend 'nope'" in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_bench_missing_measured_runs(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
+    argv = ["bench", str(CONFIGS / "small_cnn.toml"), "--measured", str(tmp_path / "no-runs"), "--out",
+            str(tmp_path / "out"), "--set", f"data.dir={tmp_path / 'no-data-here'}", "--no-progress"]
+    line = _cli_error(capsys, argv)
+    assert "no-runs" in line and "does not exist" in line

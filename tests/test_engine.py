@@ -80,6 +80,21 @@ def test_op_by_op_matches_fast_path_and_exact_polynomials() -> None:
     assert acts[0]["level_out"] == 9 - plan.layers[0].depth
 
 
+def test_linear_layers_settle_their_input_once() -> None:
+    """Each linear step hands its input to ``settle`` once, before its rotations and products."""
+    graph, plan = tiny_graph(), tiny_plan()
+    backend = SimulatorBackend(CKKSParams(ring_dimension=1024, levels=12, bootstrap=False, insecure=True,
+                                          extra={"noise": False}))
+    program = compile_program(graph, {ly.name: ly for ly in plan.layers}, backend.capabilities().slots,
+                              plan.input_level)
+    client, server = backend.keygen(program.key_request())
+    settled: list[int] = []
+    server.settle = lambda ct: settled.append(server.level(ct)) or ct  # type: ignore[method-assign]
+    _, report = encrypted_inference(program, client, server, images(1)[0].numpy())
+    linear = [s for s in report.steps if s["kind"] == "linear"]
+    assert settled == [s["level_in"] for s in linear] and len(linear) >= 4
+
+
 def test_level_flow_and_out_of_levels() -> None:
     graph = tiny_graph()
     plan = tiny_plan(degree=15, levels=(3, 0))  # act2 cannot have its depth at level 0

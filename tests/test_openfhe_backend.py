@@ -166,6 +166,23 @@ def test_operations_on_products_with_pending_rescale(leveled, data):
         np.testing.assert_allclose(client.decrypt(ct), expected, atol=ATOL, err_msg=name)
 
 
+def test_settle_does_the_pending_rescale_once(leveled, data):
+    """settle() keeps level and values but leaves nothing pending for the linear layer's many products."""
+    _, client, ev = leveled
+    x, y, w = data
+    p = ev.multiply(client.encrypt(x), client.encrypt(y))
+    assert p.GetNoiseScaleDeg() == 2
+    s = ev.settle(p)
+    assert s.GetNoiseScaleDeg() == 1 and ev.level(s) == ev.level(p) == 7
+    np.testing.assert_allclose(client.decrypt(s), x * y, atol=ATOL)
+    rotated = ev.rotate_hoisted(s, [1, 2])
+    assert all(r.GetNoiseScaleDeg() == 1 for r in rotated.values())
+    out = ev.multiply_plain_sum([rotated[1], rotated[2]], [w, y])
+    assert ev.level(out) == 6
+    np.testing.assert_allclose(client.decrypt(out), np.roll(x * y, -1) * w + np.roll(x * y, -2) * y, atol=ATOL)
+    assert ev.settle(s) is s  # nothing pending: no work
+
+
 def test_hoisted_rotations_match_numpy_and_are_counted(leveled, data):
     _, client, ev = leveled
     x = data[0]

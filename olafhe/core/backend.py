@@ -194,6 +194,15 @@ class Evaluator(ABC):
     def multiply_plain(self, a: Any, values: np.ndarray) -> Any:
         """Slot-wise product with a plaintext vector, rescaled: level ``a - 1``."""
 
+    def settle(self, a: Any) -> Any:
+        """``a`` with any pending (lazy) rescale carried out now; same level, same values.
+
+        The engine calls it before a ciphertext is rotated and multiplied many times (a linear layer):
+        a lazily rescaling backend (OpenFHE's FLEXIBLEAUTO) would otherwise rescale every rotated copy
+        before every plaintext product. Backends that rescale eagerly keep this default.
+        """
+        return a
+
     def multiply_plain_sum(self, cts: Sequence[Any], vectors: Sequence[np.ndarray]) -> Any:
         """``sum_i cts[i] * vectors[i]`` (one level). Backends override it to rescale once."""
         total = None

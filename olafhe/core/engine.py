@@ -483,6 +483,7 @@ def apply_linear(program: Program, step: LinearStep, ev: Evaluator, x: Any) -> A
     diag = step.diagonals(program.cache_diagonals)
     index = {int(k): i for i, k in enumerate(diag.offsets)}
     chains = program.chains
+    x = ev.settle(x)  # one pending rescale now, not one per rotated copy and product
     if chains is None:
         rotated = ev.rotate_hoisted(x, list(step.bsgs.babies))
     else:

@@ -59,13 +59,19 @@ def images(n: int = 4) -> torch.Tensor:
     return torch.from_numpy(np.random.default_rng(1).normal(0, 1, (n, 3, 8, 8))).float()
 
 
-def test_op_by_op_matches_fast_path_and_exact_polynomials() -> None:
-    graph, plan = tiny_graph(), tiny_plan()
+def leveled_run(graph: Graph, plan: Plan):  # noqa: ANN201 - (program, client, server)
+    """The plan compiled for a noiseless leveled simulator with 12 levels, and its keys."""
     backend = SimulatorBackend(CKKSParams(ring_dimension=1024, levels=12, bootstrap=False, insecure=True,
                                           extra={"noise": False}))
     program = compile_program(graph, {ly.name: ly for ly in plan.layers}, backend.capabilities().slots,
                               plan.input_level)
     client, server = backend.keygen(program.key_request())
+    return program, client, server
+
+
+def test_op_by_op_matches_fast_path_and_exact_polynomials() -> None:
+    graph, plan = tiny_graph(), tiny_plan()
+    program, client, server = leveled_run(graph, plan)
     x = images()
     fast = simulate_logits(graph, plan, x)
     exact = graph.forward(x.double(), {n: (lambda f: lambda v: torch.from_numpy(f(v.numpy())))(a)
@@ -83,11 +89,7 @@ def test_op_by_op_matches_fast_path_and_exact_polynomials() -> None:
 def test_linear_layers_settle_their_input_once() -> None:
     """Each linear step hands its input to ``settle`` once, before its rotations and products."""
     graph, plan = tiny_graph(), tiny_plan()
-    backend = SimulatorBackend(CKKSParams(ring_dimension=1024, levels=12, bootstrap=False, insecure=True,
-                                          extra={"noise": False}))
-    program = compile_program(graph, {ly.name: ly for ly in plan.layers}, backend.capabilities().slots,
-                              plan.input_level)
-    client, server = backend.keygen(program.key_request())
+    program, client, server = leveled_run(graph, plan)
     settled: list[int] = []
     server.settle = lambda ct: settled.append(server.level(ct)) or ct  # type: ignore[method-assign]
     _, report = encrypted_inference(program, client, server, images(1)[0].numpy())

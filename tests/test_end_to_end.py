@@ -128,3 +128,34 @@ def test_cli_evaluate_and_infer_json(plan: Plan, tmp_path, capsys) -> None:
                         "backend", "security_bits", "bootstraps"}
     assert cli.main(["infer", *args, "--plan", str(tmp_path / "missing.json"), "--json"]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_automatic_slots_are_sparse_only_when_bootstrapping(resnet20_graph) -> None:
+    cfg = load_config("configs/resnet20.toml")
+    assert pipeline.slot_count(cfg, resnet20_graph) == 16384  # the 16x32x32 stage is the largest tensor
+    assert pipeline.slot_count(cfg) is None  # no graph: full packing
+    assert pipeline.slot_count(load_config("configs/resnet20.toml", ["backend.ckks.slots=32768"]),
+                               resnet20_graph) == 32768
+    assert pipeline.slot_count(load_config("configs/resnet20.toml", ["backend.ckks.bootstrap=false"]),
+                               resnet20_graph) is None
+    old = Plan.from_dict({"model": "resnet20", "approximator": "wls", "optimizer": "dp", "layers": [],
+                          "bootstraps": 0, "predicted": {}, "ckks": {"slots": 32768, "bootstrap": True}})
+    assert pipeline.slot_count(cfg, resnet20_graph, old) == 32768  # a plan keeps the packing it was priced for
+    with pytest.raises(Exception, match="power of two"):
+        pipeline.ckks_params(load_config("configs/resnet20.toml", ["backend.ckks.slots=12000"]))
+
+
+def test_resnet20_compiles_at_its_automatic_slots_with_no_more_diagonals(resnet20_graph) -> None:
+    from olafhe.core.engine import compile_program
+
+    plan = Plan.load("docs/results/resnet20-wls-dp.json")
+    layers = {ly.name: ly for ly in plan.layers}
+    slots = pipeline.slot_count(load_config("configs/resnet20.toml"), resnet20_graph)
+    sparse = compile_program(resnet20_graph, layers, slots, plan.input_level, max_rotation_keys=32)
+    full = compile_program(resnet20_graph, layers, 32768, plan.input_level, max_rotation_keys=32)
+    assert max(lay.period for lay in sparse.layouts.values()) == slots
+    assert all(0 < r < slots for r in sparse.rotations)
+    # a period-16384 stage 2 forces multiplexed layouts there (392 instead of 288 diagonals per conv) but
+    # spares the stage-3 transition (648 instead of 2048): 8,552 diagonals in all instead of 9,513
+    count = [sum(r["diagonals"] for r in p.linear_report()) for p in (sparse, full)]
+    assert count[0] < count[1]

@@ -485,11 +485,13 @@ def test_measure_cost_table_covers_every_op_kind():
         assert sorted(table.ops[kind]) == [1, 2, 3], kind
     assert all(v > 0 for kind, t in table.ops.items() for v in t.values() if kind != "hoist_precompute")
     assert sorted(table.ops["chebyshev_3"]) == [3]
-    assert list(table.bootstrap) == [3] and table.bootstrap[3] > 0
+    # 16 of 1024 slots: a sparse bootstrap, kept apart from full-packing costs
+    assert table.bootstrap == {} and list(table.sparse_bootstrap) == [16]
+    assert list(table.sparse_bootstrap[16]) == [3] and table.sparse_bootstrap[16][3] > 0
     assert table.params["bootstrap_precision_bits"]["3"] > 12
     assert table.params["context"]["reserved_levels"] == 1
     again = CostTable.from_dict(table.to_dict())
-    assert again.ops == table.ops and again.bootstrap == table.bootstrap
+    assert again.ops == table.ops and again.sparse_bootstrap == table.sparse_bootstrap
 
 
 def test_merge_cost_tables_keeps_first_ops_and_unions_bootstrap():
@@ -499,6 +501,9 @@ def test_merge_cost_tables_keeps_first_ops_and_unions_bootstrap():
     m = merge_cost_tables([a, b])
     assert m.ops == {"multiply": {1: 1.0, 2: 2.0, 3: 3.0}, "rotate": {1: 0.5}}
     assert m.bootstrap == {3: 10.0, 5: 20.0} and m.params["merged_from"] == 2
+    c = CostTable("openfhe", 4096, {}, sparse_bootstrap={256: {3: 6.0}})
+    d = CostTable("openfhe", 4096, {}, sparse_bootstrap={256: {5: 12.0}, 64: {3: 5.0}})
+    assert merge_cost_tables([a, c, d]).sparse_bootstrap == {256: {3: 6.0, 5: 12.0}, 64: {3: 5.0}}
     with pytest.raises(Exception, match="cannot merge"):
         merge_cost_tables([a, CostTable("openfhe", 8192, {})])
 

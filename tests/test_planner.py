@@ -113,3 +113,19 @@ def test_tune_budget_finds_the_largest_budget_meeting_the_target() -> None:
     assert len(result.history) >= 3
     with pytest.raises(InfeasibleError):
         tune_budget(DPOptimizer(), problem, make_plan, lambda plan: 0.0, target=50.0, iterations=3)
+
+
+def test_cost_table_for_slots_prices_sparse_bootstraps() -> None:
+    full = {3: 10.0, 6: 16.0, 9: 19.0}
+    table = CostTable("test", 65536, {}, bootstrap=full, sparse_bootstrap={16384: {3: 7.0, 6: 11.0}, 4096: {6: 9.0}})
+    assert table.for_slots(None) is table and table.for_slots(32768) is table
+    s = table.for_slots(16384)
+    ratio = (7.0 / 10.0 + 11.0 / 16.0) / 2  # level 9 was measured only with full packing
+    assert s.bootstrap == {3: 7.0, 6: 11.0, 9: pytest.approx(19.0 * ratio)}
+    assert s.params["bootstrap_slots"] == 16384 and table.bootstrap == full  # a copy, not a mutation
+    assert table.for_slots(4096).bootstrap[6] == 9.0
+    assert table.for_slots(8192).bootstrap[6] == 11.0  # nearest measured count above: never cheaper
+    bare = CostTable("test", 65536, {}, bootstrap=full)
+    assert bare.for_slots(16384).bootstrap == full and bare.for_slots(16384).params["bootstrap_slots"] == 32768
+    again = CostTable.from_dict(table.to_dict())
+    assert again.sparse_bootstrap == table.sparse_bootstrap

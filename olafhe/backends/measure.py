@@ -14,7 +14,8 @@ plugin) can be measured. Conventions, shared with the simulator's operation coun
   shared precomputation; ``hoist_precompute`` is that precomputation when the backend records it
   separately in its counter, else 0;
 * ``chebyshev_<d>`` is one whole series, at the top level and at the lowest level that fits it;
-* ``bootstrap`` is keyed by the level after bootstrapping (``params.levels``);
+* ``bootstrap`` is keyed by the level after bootstrapping (``params.levels``); with sparse packing
+  (``ckks.slots`` < N/2) it goes to ``sparse_bootstrap[slots]`` instead;
 * every number is the minimum over ``repeats`` runs (robust to other processes on the machine);
   the 1-minute load average before and after is stored with the table.
 
@@ -185,9 +186,11 @@ def measure_cost_table(
         "loadavg_1m_after": round(os.getloadavg()[0], 2),
         "peak_rss_mb": _peak_rss_mb(),
     })
+    sparse = caps.slots < caps.ring_dimension // 2
     return CostTable(
-        backend=backend.name, ring_dimension=caps.ring_dimension, ops=ops, bootstrap=boot, machine=machine,
-        params=params, created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        backend=backend.name, ring_dimension=caps.ring_dimension, ops=ops, bootstrap={} if sparse else boot,
+        machine=machine, params=params, created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        sparse_bootstrap={caps.slots: boot} if sparse and boot else {},
     )
 
 
@@ -215,8 +218,8 @@ def merge_cost_tables(tables: Iterable[CostTable], prefer: str = "first") -> Cos
     """One table from several runs of the same backend and ring dimension.
 
     ``prefer="first"`` (runs of different configurations): per (kind, level) the first table wins and
-    later tables fill what it lacks; ``bootstrap`` is the union keyed by level after bootstrapping
-    (later tables win). ``prefer="min"`` (repeated runs of one configuration on a shared machine): the
+    later tables fill what it lacks; ``bootstrap`` (and ``sparse_bootstrap`` per slot count) is the
+    union keyed by level after bootstrapping (later tables win). ``prefer="min"`` (repeated runs of one configuration on a shared machine): the
     minimum of every entry, the least disturbed measurement. ``params["configs"]`` keeps every run's
     parameters and machine so nothing measured is lost.
     """
@@ -234,6 +237,7 @@ def merge_cost_tables(tables: Iterable[CostTable], prefer: str = "first") -> Cos
             )
     ops: dict[str, dict[int, float]] = {}
     boot: dict[int, float] = {}
+    sparse: dict[int, dict[int, float]] = {}
     configs: list[dict] = []
     for t in tables:
         for kind, table in t.ops.items():
@@ -242,11 +246,16 @@ def merge_cost_tables(tables: Iterable[CostTable], prefer: str = "first") -> Cos
                 dst[lv] = min(v, dst.get(lv, math.inf)) if prefer == "min" else dst.get(lv, v)
         for lv, v in t.bootstrap.items():
             boot[lv] = min(v, boot.get(lv, math.inf)) if prefer == "min" else v
+        for n, table in t.sparse_bootstrap.items():
+            dst = sparse.setdefault(n, {})
+            for lv, v in table.items():
+                dst[lv] = min(v, dst.get(lv, math.inf)) if prefer == "min" else v
         runs = t.params.get("configs") or [{"params": t.params, "machine": t.machine, "created": t.created}]
         configs.extend(runs)
     params = {"merged_from": len(configs), "configs": configs}
     return CostTable(backend=first.backend, ring_dimension=first.ring_dimension, ops=ops, bootstrap=boot,
-                     machine=first.machine, params=params, created=max(t.created for t in tables))
+                     machine=first.machine, params=params, created=max(t.created for t in tables),
+                     sparse_bootstrap=sparse)
 
 
 # ------------------------------------------------------------------------------------------------ CLI

@@ -73,6 +73,7 @@ class CKKSConfig:
     level_budget: list[int] = field(default_factory=lambda: [3, 3])
     secret_key_dist: str = "SPARSE_ENCAPSULATED"
     bootstrap_iterations: int = 1
+    slots: int = 0                # 0: automatic (sparse when bootstrapping, see pipeline.slot_count)
     insecure: bool = False
     threads: int = 0
     noise: bool = True            # simulator: inject CKKS-like noise

@@ -7,12 +7,17 @@ a machine by ``olafhe costs --backend NAME``. Shipped tables live in ``olafhe/co
     {"format": "olafhe-costs", "version": 1, "backend": "openfhe", "ring_dimension": 65536,
      "machine": {...}, "created": "2026-11-25T...", "params": {...},
      "ops": {"multiply": {"0": 0.01, "1": 0.02, ...}, "rotate": {...}, ...},
-     "bootstrap": {"9": 20.5, ...}}            # levels after bootstrap -> seconds per bootstrap
+     "bootstrap": {"9": 20.5, ...},            # levels after bootstrap -> seconds per bootstrap
+     "sparse_bootstrap": {"16384": {"6": 11.2}}}  # the same for sparse packing (slots < N/2), optional
 
 Op kinds: add, add_plain, add_scalar, multiply, multiply_plain, multiply_scalar, rotate,
 rotate_hoisted (each rotation after the shared precomputation), hoist_precompute, level_reduce,
 encode (one plaintext vector at that level), chebyshev_<degree> (optional, measured whole-series).
 Levels between measured ones are interpolated linearly (cost grows about linearly in RNS limbs).
+
+Only bootstrapping depends on the number of slots (its CoeffsToSlots/SlotsToCoeffs transforms are
+that large, and below N/4 slots one modular reduction serves real and imaginary parts), so a table
+keeps the sparse bootstrap costs beside the full ones and :meth:`CostTable.for_slots` picks them.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from __future__ import annotations
 import json
 import platform
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 
@@ -48,6 +53,27 @@ class CostTable:
     machine: dict = field(default_factory=dict)
     params: dict = field(default_factory=dict)
     created: str = ""
+    sparse_bootstrap: dict[int, dict[int, float]] = field(default_factory=dict)
+
+    def for_slots(self, slots: int | None) -> CostTable:
+        """This table with the bootstrap costs of ``slots``-slot packing (None or N/2: unchanged).
+
+        Uses the sparse costs measured at the smallest slot count >= ``slots`` (a bootstrap over fewer
+        slots is never dearer). Levels measured only with full packing are scaled by the mean
+        sparse/full ratio of the levels measured both ways; without any sparse measurement at or above
+        ``slots`` the full-packing costs stand (an upper bound). ``params["bootstrap_slots"]`` records
+        which costs were used.
+        """
+        if not slots or slots >= self.ring_dimension // 2:
+            return self
+        usable = sorted(s for s in self.sparse_bootstrap if s >= slots and self.sparse_bootstrap[s])
+        if not usable:
+            return replace(self, params={**self.params, "bootstrap_slots": self.ring_dimension // 2})
+        measured = self.sparse_bootstrap[usable[0]]
+        shared = [lv for lv in measured if lv in self.bootstrap]
+        ratio = float(np.mean([measured[lv] / self.bootstrap[lv] for lv in shared])) if shared else 1.0
+        boot = {lv: measured.get(lv, v * ratio) for lv, v in self.bootstrap.items()} | dict(measured)
+        return replace(self, bootstrap=boot, params={**self.params, "bootstrap_slots": usable[0]})
 
     def cost(self, kind: str, level: int) -> float:
         """Seconds for one ``kind`` operation at ``level`` (interpolated/extrapolated linearly)."""
@@ -137,6 +163,8 @@ class CostTable:
             "created": self.created,
             "ops": {k: {str(lv): v for lv, v in sorted(t.items())} for k, t in self.ops.items()},
             "bootstrap": {str(k): v for k, v in sorted(self.bootstrap.items())},
+            "sparse_bootstrap": {str(n): {str(k): v for k, v in sorted(t.items())}
+                                 for n, t in sorted(self.sparse_bootstrap.items())},
         }
 
     @classmethod
@@ -151,6 +179,8 @@ class CostTable:
                 ring_dimension=int(doc["ring_dimension"]),
                 ops={k: {int(lv): float(v) for lv, v in t.items()} for k, t in doc["ops"].items()},
                 bootstrap={int(k): float(v) for k, v in doc.get("bootstrap", {}).items()},
+                sparse_bootstrap={int(n): {int(k): float(v) for k, v in t.items()}
+                                  for n, t in doc.get("sparse_bootstrap", {}).items()},
                 machine=dict(doc.get("machine", {})),
                 params=dict(doc.get("params", {})),
                 created=str(doc.get("created", "")),

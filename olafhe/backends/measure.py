@@ -220,8 +220,8 @@ def merge_cost_tables(tables: Iterable[CostTable], prefer: str = "first") -> Cos
     ``prefer="first"`` (runs of different configurations): per (kind, level) the first table wins and
     later tables fill what it lacks; ``bootstrap`` (and ``sparse_bootstrap`` per slot count) is the
     union keyed by level after bootstrapping (later tables win). ``prefer="min"`` (repeated runs of one
-    configuration on a shared machine): the minimum of every entry, the least disturbed measurement. ``params["configs"]`` keeps every run's
-    parameters and machine so nothing measured is lost.
+    configuration on a shared machine): the minimum of every entry, the least disturbed measurement.
+    ``params["configs"]`` keeps every run's parameters and machine so nothing measured is lost.
     """
     if prefer not in ("first", "min"):
         raise DataError(f"merge_cost_tables: prefer must be 'first' or 'min', got {prefer!r}")

@@ -243,9 +243,9 @@ def test_level_bookkeeping_of_a_hand_computed_program(leveled, data):
     s = ev.add(xyw, client.encrypt(w, 4))                                 # min(6, 4) = 4
     s = ev.add_scalar(ev.rotate(s, 1), 0.5)                               # 4
     r = ev.level_reduce(ev.multiply_scalar(client.encrypt(x), 0.5), 7)    # 8 -> 7 -> 7 (no-op)
-    t = ev.chebyshev(ev.level_reduce(r, 6), np.full(8, 0.1))               # 6 - depth(7)=4 -> 2
-    u = ev.chebyshev(client.encrypt(x), np.full(16, 0.05))                # 8 - depth(15)=5 -> 3
-    assert [ev.level(c) for c in (xy, xyw, s, r, t, u)] == [7, 6, 4, 7, 2, 3]
+    t = ev.chebyshev(ev.level_reduce(r, 6), np.full(8, 0.1))               # 6 - depth(7)=3 -> 3
+    u = ev.chebyshev(client.encrypt(x), np.full(16, 0.05))                # 8 - depth(15)=4 -> 4
+    assert [ev.level(c) for c in (xy, xyw, s, r, t, u)] == [7, 6, 4, 7, 3, 4]
     expected = np.roll(x * y * w + w, -1) + 0.5
     np.testing.assert_allclose(client.decrypt(s), expected, atol=ATOL)
     np.testing.assert_allclose(client.decrypt(t), C.chebval(0.5 * x, np.full(8, 0.1)), atol=ATOL)
@@ -270,8 +270,8 @@ def test_out_of_levels_raises_before_touching_data(leveled):
                lambda: ev.multiply_scalar(bottom, 2.0)):
         with pytest.raises(OutOfLevelsError, match="has 0 left"):
             op()
-    with pytest.raises(OutOfLevelsError, match=r"chebyshev \(degree 15\) needs 5 level"):
-        ev.chebyshev(client.encrypt(np.ones(4), 4), np.ones(16))
+    with pytest.raises(OutOfLevelsError, match=r"chebyshev \(degree 15\) needs 4 level"):
+        ev.chebyshev(client.encrypt(np.ones(4), 3), np.ones(16))
     with pytest.raises(OutOfLevelsError, match="only bootstrap raises"):
         ev.level_reduce(client.encrypt(np.ones(4), 2), 3)
     with pytest.raises(OutOfLevelsError, match=">= 0"):
@@ -288,7 +288,7 @@ def test_chebyshev_depth_table_shape():
     with pytest.raises(ApproximationError, match="above 255"):
         openfhe_chebyshev_depth(MAX_CHEBYSHEV_DEGREE + 1)
     backend = OpenFHEBackend(CKKSParams(ring_dimension=N, levels=2, bootstrap=False, insecure=True))
-    assert backend.chebyshev_depth(15) == 5
+    assert backend.chebyshev_depth(15) == 4  # the shared depth-optimal program, not the table
 
 
 def test_chebyshev_depth_table_matches_raw_openfhe():
@@ -298,24 +298,45 @@ def test_chebyshev_depth_table_matches_raw_openfhe():
     assert measured == {d: openfhe_chebyshev_depth(d) for d in degrees}
 
 
-def test_evaluator_chebyshev_consumes_exactly_the_table(leveled, data):
+def test_evaluator_chebyshev_takes_the_optimal_depth(leveled, data):
     _, client, ev = leveled
     x = 0.9 * data[0]
     ct = client.encrypt(x)
     rng = np.random.default_rng(3)
-    for d in (0, 1, 2, 3, 4, 6, 7, 13, 14, 27, 28, 31):
+    for d in (0, 1, 2, 3, 4, 6, 7, 13, 14, 15, 27, 28, 31):
         coeffs = rng.uniform(-1, 1, d + 1) / np.arange(1, d + 2)
         out = ev.chebyshev(ct, coeffs)
-        assert ev.level(out) == LEVELS - openfhe_chebyshev_depth(d), d
+        assert ev.level(out) == LEVELS - math.ceil(math.log2(d + 1)), d  # one level less than OpenFHE's at 7, 15, 31
         np.testing.assert_allclose(client.decrypt(out), C.chebval(x, coeffs), atol=1e-5, err_msg=str(d))
-    assert ev.chebyshev_depth(31) == 6
+    assert ev.chebyshev_depth(31) == 5 and ev.chebyshev_depth(15) == 4
+    # a series whose only significant coefficient is the constant still yields a ciphertext at its level
+    flat = ev.chebyshev(ct, np.array([0.25, 0.0, 1e-30, 0.0]))
+    assert ev.level(flat) == LEVELS - 2 and np.allclose(client.decrypt(flat, 4), 0.25, atol=1e-6)
+
+
+@pytest.mark.parametrize("method", ["native", "program"])
+def test_forced_chebyshev_method_matches_numpy_at_its_depth(data, method):
+    backend = OpenFHEBackend(CKKSParams(ring_dimension=N, scale_bits=40, first_mod_bits=60, levels=LEVELS,
+                                        bootstrap=False, insecure=True, extra={"chebyshev": method}))
+    client, ev = backend.keygen(KeyRequest())
+    x = 0.9 * data[0]
+    rng = np.random.default_rng(4)
+    for d in (11, 15, 27):  # OpenFHE's routine is depth-optimal at 11 and 27, one level deeper at 15
+        coeffs = rng.uniform(-1, 1, d + 1) / np.arange(1, d + 2)
+        out = ev.chebyshev(client.encrypt(x), coeffs)
+        depth = openfhe_chebyshev_depth(d) if method == "native" else math.ceil(math.log2(d + 1))
+        assert backend.chebyshev_depth(d) == ev.chebyshev_depth(d) == depth
+        assert ev.level(out) == LEVELS - depth, d
+        np.testing.assert_allclose(client.decrypt(out), C.chebval(x, coeffs), atol=1e-5)
+    with pytest.raises(ConfigError, match="chebyshev must be one of"):
+        OpenFHEBackend(CKKSParams(ring_dimension=N, insecure=True, bootstrap=False, extra={"chebyshev": "fast"}))
 
 
 def test_chebyshev_at_the_lowest_level_that_fits(leveled, data):
     _, client, ev = leveled
     x = data[0]
     for d in (7, 15):
-        depth = openfhe_chebyshev_depth(d)
+        depth = ev.chebyshev_depth(d)
         coeffs = np.linspace(0.3, -0.2, d + 1)
         out = ev.chebyshev(client.encrypt(x, depth), coeffs)
         assert ev.level(out) == 0
@@ -484,7 +505,7 @@ def test_measure_cost_table_covers_every_op_kind():
     for kind in ("multiply", "multiply_plain", "multiply_scalar", "level_reduce"):
         assert sorted(table.ops[kind]) == [1, 2, 3], kind
     assert all(v > 0 for kind, t in table.ops.items() for v in t.values() if kind != "hoist_precompute")
-    assert sorted(table.ops["chebyshev_3"]) == [3]
+    assert sorted(table.ops["chebyshev_3"]) == [2, 3]  # top level and the lowest that fits
     # 16 of 1024 slots: a sparse bootstrap, kept apart from full-packing costs
     assert table.bootstrap == {} and list(table.sparse_bootstrap) == [16]
     assert list(table.sparse_bootstrap[16]) == [3] and table.sparse_bootstrap[16][3] > 0

@@ -19,17 +19,16 @@ tenseal = pytest.importorskip("tenseal")
 sealapi = pytest.importorskip("tenseal.sealapi")
 
 from olafhe.backends.tenseal_backend import (  # noqa: E402
-    ChebyshevProgram,
     TenSEALBackend,
     TenSEALCiphertext,
     TenSEALPlaintext,
-    chebyshev_baby_steps,
     choose_scale_primes,
     default_params,
     tenseal_chebyshev_depth,
     tenseal_chebyshev_schedule,
 )
 from olafhe.core.backend import CKKSParams, KeyRequest  # noqa: E402
+from olafhe.core.chebyshev import ChebyshevProgram, chebyshev_baby_steps  # noqa: E402
 from olafhe.core.errors import (  # noqa: E402
     CapabilityError,
     ConfigError,

@@ -31,8 +31,9 @@ V = TypeVar("V")
 class ChebyshevOps(Protocol[V]):
     """The arithmetic the Chebyshev recursion needs; values ``V`` carry a level.
 
-    ``scalar_to(a, c, level)`` must return ``c * a`` at exactly ``level`` (< level of ``a``); ``add``,
-    ``sub`` and ``multiply`` align operands to the lower level.
+    ``scalar_to(a, c, level)`` returns ``c * a`` at ``level`` (< level of ``a``), or above it when the
+    backend's ``add`` drops the extra limbs itself (OpenFHE's FLEXIBLEAUTO); ``add``, ``sub`` and
+    ``multiply`` align operands to the lower level.
     """
 
     negligible: float

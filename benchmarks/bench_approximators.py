@@ -14,7 +14,7 @@ import pytest
 from olafhe.approximators.composite import CompositeMinimaxApproximator, composite_sign
 from olafhe.approximators.minimax import MinimaxApproximator
 from olafhe.approximators.wls import WLSApproximator
-from olafhe.core.stats import ActivationStats
+from olafhe.core.calibration.stats import ActivationStats
 
 LAYERS = 19
 ALL_DEGREES = list(range(1, 64))

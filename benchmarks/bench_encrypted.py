@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from olafhe import pipeline
+from olafhe.core.compiler.engine import compile_program, encrypted_inference
 from olafhe.core.config import load_config
-from olafhe.core.engine import compile_program, encrypted_inference
-from olafhe.core.plan import Plan
+from olafhe.core.planning.plan import Plan
+from olafhe.jobs import pipeline
 
 pytestmark = pytest.mark.slow
 RESNET20_PLAN = Path(os.environ.get("OLAFHE_BENCH_PLAN", "docs/results/resnet20-wls-dp.json"))

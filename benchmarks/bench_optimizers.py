@@ -21,9 +21,9 @@ import math
 import numpy as np
 import pytest
 
-from olafhe.core.approximation import Approximation
+from olafhe.core.contract.interfaces import Candidate, LayerSlot, OptimizationProblem
 from olafhe.core.errors import InfeasibleError
-from olafhe.core.interfaces import Candidate, LayerSlot, OptimizationProblem
+from olafhe.core.poly.approximation import Approximation
 from olafhe.optimizers.dp import DPOptimizer
 from olafhe.optimizers.greedy import GreedyOptimizer
 from olafhe.optimizers.uniform import UniformOptimizer

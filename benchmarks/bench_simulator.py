@@ -20,14 +20,14 @@ import numpy as np
 import pytest
 import torch
 
-from olafhe import pipeline
 from olafhe.approximators.wls import WLSApproximator
 from olafhe.backends.simulator import simulate_logits
+from olafhe.core.calibration.stats import ActivationStats
 from olafhe.core.config import load_config
-from olafhe.core.plan import Plan, PlanLayer
-from olafhe.core.stats import ActivationStats
+from olafhe.core.planning.plan import Plan, PlanLayer
 from olafhe.data.cifar import load_cifar10, to_tensor
-from olafhe.pipeline import Loaded, load
+from olafhe.jobs import pipeline
+from olafhe.jobs.pipeline import Loaded, load
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "resnet20.toml"
 DEGREE = 15

@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from .core.errors import OlafheError
+from olafhe.core.errors import OlafheError
 
 
 def _log(message: str) -> None:
@@ -19,13 +19,13 @@ def _log(message: str) -> None:
 
 
 def _config(args: argparse.Namespace):  # noqa: ANN202
-    from .core.config import load_config
+    from olafhe.core.config import load_config
 
     return load_config(args.config, args.set)
 
 
 def _plan(path: str | None):  # noqa: ANN202
-    from .core.plan import Plan
+    from olafhe.core.planning.plan import Plan
 
     if not path:
         return None
@@ -42,7 +42,7 @@ def _emit(result: dict, as_json: bool, text: str) -> None:
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
-    from .core.plugins import registry
+    from olafhe.core.contract.registry import registry
 
     sources = registry().sources()
     if args.json:
@@ -57,7 +57,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from .pipeline import run_calibration
+    from olafhe.jobs.pipeline import run_calibration
 
     config = _config(args)
     result = run_calibration(config, args.out, progress=not args.no_progress, log=_log)
@@ -69,8 +69,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def cmd_candidates(args: argparse.Namespace) -> int:
-    from .approximators.table import candidate_table, format_table
-    from .pipeline import approximator_for, get_calibration, load
+    from olafhe.approximators.table import candidate_table, format_table
+    from olafhe.jobs.pipeline import approximator_for, get_calibration, load
 
     config = _config(args)
     loaded = load(config)
@@ -100,7 +100,7 @@ def format_plan(plan) -> str:  # noqa: ANN001
 
 
 def cmd_optimize(args: argparse.Namespace) -> int:
-    from .pipeline import run_optimize
+    from olafhe.jobs.pipeline import run_optimize
 
     config = _config(args)
     result = run_optimize(config, args.approximator, args.optimizer, log=_log, progress=not args.no_progress)
@@ -109,7 +109,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     print(format_plan(result.plan))
     print(f"plan written to {out} ({result.seconds:.1f} s)")
     if args.png:
-        from .report import plot_degrees
+        from olafhe.report.report import plot_degrees
 
         plot_degrees({f"{result.plan.approximator}/{result.plan.optimizer}": result.plan}, args.png)
         print(f"degrees plot written to {args.png}")
@@ -117,7 +117,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .pipeline import run_evaluate
+    from olafhe.jobs.pipeline import run_evaluate
 
     config = _config(args)
     plan = _plan(args.plan)
@@ -131,7 +131,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_infer(args: argparse.Namespace) -> int:
-    from .pipeline import run_infer
+    from olafhe.jobs.pipeline import run_infer
 
     config = _config(args)
     plan = _plan(args.plan)
@@ -142,7 +142,7 @@ def cmd_infer(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .pipeline import load, run_evaluate, run_infer, run_optimize
+    from olafhe.jobs.pipeline import load, run_evaluate, run_infer, run_optimize
 
     config = _config(args)
     loaded = load(config)
@@ -173,9 +173,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_costs(args: argparse.Namespace) -> int:
-    from .backends.measure import measure_cost_table
-    from .core.costs import cost_table_filename
-    from .pipeline import make_backend
+    from olafhe.core.planning.costs import cost_table_filename
+    from olafhe.jobs.measure_costs import measure_cost_table
+    from olafhe.jobs.pipeline import make_backend
 
     config = _config(args)
     backend = make_backend(config, args.backend)
@@ -189,7 +189,7 @@ def cmd_costs(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from .report import run_bench
+    from olafhe.report.report import run_bench
 
     run_bench(args.configs, Path(args.out), set_overrides=args.set, log=_log, encrypted=args.encrypted,
               limit=args.limit, readme=args.readme,

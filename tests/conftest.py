@@ -16,8 +16,8 @@ import pytest
 import torch
 from torch import nn
 
-from olafhe.core.fx_import import import_model
-from olafhe.core.graph import Graph
+from olafhe.core.graph.fx_import import import_model
+from olafhe.core.graph.ir import Graph
 from olafhe.data import balanced_subset, load_cifar10, resolve_data_dir, to_tensor
 from olafhe.models import build_model
 

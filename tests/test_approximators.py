@@ -18,10 +18,10 @@ from olafhe.approximators.minimax import MinimaxApproximator
 from olafhe.approximators.remez import remez
 from olafhe.approximators.table import COLUMNS, candidate_table, format_table
 from olafhe.approximators.wls import WLSApproximator, wls_weights
-from olafhe.core.approximation import Approximation
+from olafhe.core.calibration.stats import ActivationStats, CalibrationResult
+from olafhe.core.contract.registry import registry
 from olafhe.core.errors import ApproximationError
-from olafhe.core.plugins import registry
-from olafhe.core.stats import ActivationStats, CalibrationResult
+from olafhe.core.poly.approximation import Approximation
 
 
 def relu(x: np.ndarray) -> np.ndarray:
@@ -427,7 +427,7 @@ def test_approximations_serialize(composite: Approximation, mixture: ActivationS
 # ---------------------------------------------------------------------------- a real ResNet-20 layer
 @pytest.fixture(scope="module")
 def resnet20_layer_stats(resnet20_graph, cifar_train_subset) -> list:
-    from olafhe.core.calibration import calibrate
+    from olafhe.core.calibration.calibrate import calibrate
     from olafhe.data.cifar import to_tensor
 
     x, _ = cifar_train_subset

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from olafhe.core.calibration import FINE, calibrate, calibration_images
+from olafhe.core.calibration.calibrate import FINE, calibrate, calibration_images
+from olafhe.core.calibration.stats import DEFAULT_QUANTILES, CalibrationResult
 from olafhe.core.errors import ShapeError
-from olafhe.core.stats import DEFAULT_QUANTILES, CalibrationResult
 from olafhe.data import to_tensor
 
 BINS = 256

@@ -10,10 +10,11 @@ import json
 import numpy as np
 import pytest
 
-from olafhe import cli, pipeline
+from olafhe import cli
 from olafhe.core.config import load_config
 from olafhe.core.errors import OlafheError
-from olafhe.core.plan import Plan
+from olafhe.core.planning.plan import Plan
+from olafhe.jobs import pipeline
 
 OVERRIDES = ["data.calibration_images=600", "optimizer.eval_images=300", "optimizer.accuracy_drop=12"]
 
@@ -73,7 +74,7 @@ def test_encrypted_inference_matches_simulator(config, loaded, plan: Plan, backe
 
 
 def test_backends_agree_on_classes(config, loaded, plan: Plan) -> None:
-    from olafhe.core.engine import compile_program, encrypted_inference
+    from olafhe.core.compiler.engine import compile_program, encrypted_inference
 
     x, _ = pipeline.test_set(loaded.data_dir, 4)
     classes = {}
@@ -146,7 +147,7 @@ def test_automatic_slots_are_sparse_only_when_bootstrapping(resnet20_graph) -> N
 
 
 def test_resnet20_compiles_at_its_automatic_slots_with_no_more_diagonals(resnet20_graph) -> None:
-    from olafhe.core.engine import compile_program
+    from olafhe.core.compiler.engine import compile_program
 
     plan = Plan.load("docs/results/resnet20-wls-dp.json")
     layers = {ly.name: ly for ly in plan.layers}

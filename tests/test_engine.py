@@ -8,12 +8,12 @@ import torch
 from numpy.polynomial import chebyshev as C
 
 from olafhe.backends.simulator import SimulatorBackend, simulate_logits
-from olafhe.core.approximation import Approximation
-from olafhe.core.backend import CKKSParams
-from olafhe.core.engine import compile_program, encrypted_inference
+from olafhe.core.compiler.engine import compile_program, encrypted_inference
+from olafhe.core.contract.backend import CKKSParams
 from olafhe.core.errors import CapabilityError, OlafheError, OutOfLevelsError
-from olafhe.core.graph import Graph, Node
-from olafhe.core.plan import Plan, PlanLayer
+from olafhe.core.graph.ir import Graph, Node
+from olafhe.core.planning.plan import Plan, PlanLayer
+from olafhe.core.poly.approximation import Approximation
 
 
 def tiny_graph(seed: int = 0) -> Graph:
@@ -140,7 +140,7 @@ def test_noise_injection_magnitude() -> None:
 
 
 def program_free_request():
-    from olafhe.core.backend import KeyRequest
+    from olafhe.core.contract.backend import KeyRequest
 
     return KeyRequest(bootstrap=True)
 

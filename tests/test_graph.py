@@ -9,8 +9,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from olafhe.core.errors import ShapeError, UnsupportedLayerError
-from olafhe.core.fx_import import import_model
-from olafhe.core.graph import linear_operator
+from olafhe.core.graph.fx_import import import_model
+from olafhe.core.graph.ir import linear_operator
 from olafhe.models import build_model, randomize
 
 TOL = 1e-4

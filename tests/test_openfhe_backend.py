@@ -23,7 +23,6 @@ try:
 except OlafheError as exc:  # pragma: no cover - openfhe is a hard dependency
     pytest.skip(str(exc), allow_module_level=True)
 
-from olafhe.backends.measure import measure_cost_table, merge_cost_tables  # noqa: E402
 from olafhe.backends.openfhe_backend import (  # noqa: E402
     MAX_CHEBYSHEV_DEGREE,
     OpenFHEBackend,
@@ -31,8 +30,7 @@ from olafhe.backends.openfhe_backend import (  # noqa: E402
     openfhe_chebyshev_depth,
     set_openmp_threads,
 )
-from olafhe.core.backend import CKKSParams, KeyRequest  # noqa: E402
-from olafhe.core.costs import CostTable, load_cost_table  # noqa: E402
+from olafhe.core.contract.backend import CKKSParams, KeyRequest  # noqa: E402
 from olafhe.core.errors import (  # noqa: E402
     ApproximationError,
     CapabilityError,
@@ -41,6 +39,8 @@ from olafhe.core.errors import (  # noqa: E402
     SecurityError,
     ShapeError,
 )
+from olafhe.core.planning.costs import CostTable, load_cost_table  # noqa: E402
+from olafhe.jobs.measure_costs import measure_cost_table, merge_cost_tables  # noqa: E402
 
 pytestmark = pytest.mark.openfhe
 
@@ -78,7 +78,7 @@ def data():
 
 # ------------------------------------------------------------------------------------------------ basics
 def test_registered_as_openfhe_plugin():
-    from olafhe.core.plugins import registry
+    from olafhe.core.contract.registry import registry
 
     assert registry().get("backend", "openfhe") is OpenFHEBackend
 

@@ -13,10 +13,10 @@ import math
 import numpy as np
 import pytest
 
-from olafhe.core.approximation import Approximation
+from olafhe.core.contract.interfaces import Candidate, LayerSlot, OptimizationProblem, Solution
+from olafhe.core.contract.registry import registry
 from olafhe.core.errors import ConfigError, InfeasibleError
-from olafhe.core.interfaces import Candidate, LayerSlot, OptimizationProblem, Solution
-from olafhe.core.plugins import registry
+from olafhe.core.poly.approximation import Approximation
 from olafhe.optimizers.dp import DPOptimizer, distortion_units
 from olafhe.optimizers.greedy import GreedyOptimizer
 from olafhe.optimizers.placement import level_costs

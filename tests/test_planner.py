@@ -12,12 +12,12 @@ from test_engine import images, tiny_graph
 from olafhe.approximators.composite import CompositeMinimaxApproximator
 from olafhe.approximators.wls import WLSApproximator
 from olafhe.backends.simulator import SimulatorBackend, simulate_logits
-from olafhe.core.backend import CKKSParams
-from olafhe.core.costs import CostTable
-from olafhe.core.engine import compile_program, encrypted_inference
+from olafhe.core.calibration.stats import ActivationStats
+from olafhe.core.compiler.engine import compile_program, encrypted_inference
+from olafhe.core.contract.backend import CKKSParams
 from olafhe.core.errors import InfeasibleError
-from olafhe.core.planner import STAGE_SEP, build_problem, make_candidates, solution_to_plan, tune_budget
-from olafhe.core.stats import ActivationStats
+from olafhe.core.planning.costs import CostTable
+from olafhe.core.planning.planner import STAGE_SEP, build_problem, make_candidates, solution_to_plan, tune_budget
 from olafhe.optimizers.dp import DPOptimizer
 from olafhe.optimizers.uniform import UniformOptimizer
 

@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 import tomli
 
+from olafhe.core.contract.hookspecs import hookimpl
+from olafhe.core.contract.interfaces import DegreeOptimizer, OptimizationProblem, Solution
+from olafhe.core.contract.registry import PluginRegistry, registry, reset_registry
 from olafhe.core.errors import PluginError
-from olafhe.core.hookspecs import hookimpl
-from olafhe.core.interfaces import DegreeOptimizer, OptimizationProblem, Solution
-from olafhe.core.plugins import PluginRegistry, registry, reset_registry
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "olafhe-example-plugin"
@@ -187,9 +187,9 @@ def test_installed_package_registers_through_its_entry_point(with_example: Path)
 
 
 def test_config_selects_the_plugin_approximator_and_it_fits(with_example: Path, tmp_path: Path) -> None:
+    from olafhe.core.calibration.stats import ActivationStats
     from olafhe.core.config import load_config
-    from olafhe.core.stats import ActivationStats
-    from olafhe.pipeline import approximator_for, optimizer_for
+    from olafhe.jobs.pipeline import approximator_for, optimizer_for
 
     path = tmp_path / "plugin.toml"
     path.write_text('[approximation]\napproximator = "chebyshev-interp"\napproximator_params = { margin = 0.1 }\n'

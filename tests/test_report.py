@@ -15,10 +15,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from olafhe import pipeline, report
-from olafhe.core.approximation import Approximation
 from olafhe.core.errors import DataError, InfeasibleError, OlafheError, PluginError
-from olafhe.core.plan import Plan, PlanLayer
+from olafhe.core.planning.plan import Plan, PlanLayer
+from olafhe.core.poly.approximation import Approximation
+from olafhe.jobs import pipeline
+from olafhe.report import report
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL_CNN = str(REPO / "configs" / "small_cnn.toml")

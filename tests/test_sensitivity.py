@@ -11,17 +11,17 @@ import torch.nn.functional as F
 from numpy.polynomial import chebyshev as C
 from torch import nn
 
-from olafhe.core.approximation import Approximation
-from olafhe.core.errors import ApproximationError, DataError
-from olafhe.core.fx_import import import_model
-from olafhe.core.graph import Graph
-from olafhe.optimizers.sensitivity import (
+from olafhe.core.calibration.sensitivity import (
     empirical_wmse,
     measure_sensitivity,
     measured_distortion,
     polynomial_fn,
     predicted_distortion,
 )
+from olafhe.core.errors import ApproximationError, DataError
+from olafhe.core.graph.fx_import import import_model
+from olafhe.core.graph.ir import Graph
+from olafhe.core.poly.approximation import Approximation
 
 
 class TinyResNet(nn.Module):

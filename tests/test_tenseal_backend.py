@@ -27,8 +27,7 @@ from olafhe.backends.tenseal_backend import (  # noqa: E402
     tenseal_chebyshev_depth,
     tenseal_chebyshev_schedule,
 )
-from olafhe.core.backend import CKKSParams, KeyRequest  # noqa: E402
-from olafhe.core.chebyshev import ChebyshevProgram, chebyshev_baby_steps  # noqa: E402
+from olafhe.core.contract.backend import CKKSParams, KeyRequest  # noqa: E402
 from olafhe.core.errors import (  # noqa: E402
     CapabilityError,
     ConfigError,
@@ -36,6 +35,7 @@ from olafhe.core.errors import (  # noqa: E402
     SecurityError,
     ShapeError,
 )
+from olafhe.core.poly.chebyshev import ChebyshevProgram, chebyshev_baby_steps  # noqa: E402
 
 TOL = 2.0**-20  # ~1e-6: products, additions, plaintext and constant ops (measured <= 2**-25)
 ROT_TOL = 2.0**-15  # ~3e-5: anything that went through a rotation (measured <= 2**-18.5)
@@ -60,7 +60,7 @@ def maxerr(client: Any, ct: Any, expected: np.ndarray) -> float:
 
 # --------------------------------------------------------------------------- registry and capabilities
 def test_registry_lookup() -> None:
-    from olafhe.core.plugins import registry
+    from olafhe.core.contract.registry import registry
 
     assert registry().get("backends", "tenseal") is TenSEALBackend
 
@@ -482,7 +482,7 @@ def test_engine_runs_a_compiled_program_on_tenseal() -> None:
     engine_tests = pytest.importorskip("test_engine", reason="reuses the engine tests' tiny model")
     import torch
 
-    from olafhe.core.engine import ActivationStep, LinearStep, compile_program, encrypted_inference
+    from olafhe.core.compiler.engine import ActivationStep, LinearStep, compile_program, encrypted_inference
 
     # 8 levels at 128-bit: 50-bit first/special primes, 40-bit scale (420 of 438 bits).
     params = CKKSParams(ring_dimension=16384, scale_bits=40, first_mod_bits=50, levels=8, bootstrap=False)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from ..core.hookspecs import hookimpl
+from olafhe.core.contract.hookspecs import hookimpl
 
 
 @hookimpl
 def olafhe_approximators() -> list[type]:
-    from .composite import CompositeMinimaxApproximator
-    from .minimax import MinimaxApproximator
-    from .wls import WLSApproximator
+    from olafhe.approximators.composite import CompositeMinimaxApproximator
+    from olafhe.approximators.minimax import MinimaxApproximator
+    from olafhe.approximators.wls import WLSApproximator
 
     return [WLSApproximator, MinimaxApproximator, CompositeMinimaxApproximator]

@@ -15,12 +15,12 @@ from typing import Any, ClassVar
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from ..core.approximation import Approximation, resolve_activation
-from ..core.errors import ApproximationError
-from ..core.interfaces import Approximator
-from ..core.stats import ActivationStats
-from .intervals import INTERVAL_MODES, resolve_interval, validate_interval, validate_margin
-from .metrics import activation_kinks, with_errors
+from olafhe.approximators.intervals import INTERVAL_MODES, resolve_interval, validate_interval, validate_margin
+from olafhe.approximators.metrics import activation_kinks, with_errors
+from olafhe.core.calibration.stats import ActivationStats
+from olafhe.core.contract.interfaces import Approximator
+from olafhe.core.errors import ApproximationError
+from olafhe.core.poly.approximation import Approximation, resolve_activation
 
 COMMON_DEFAULTS: dict[str, Any] = {
     "interval": "minmax",      # "minmax", "quantile" or an explicit [a, b]

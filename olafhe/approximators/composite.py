@@ -37,7 +37,7 @@ its stable range at once, so a generous margin is nearly free.
 ``fit(stats, degree)`` ignores ``degree`` (it must still be a positive integer): the construction is fixed
 by ``alpha``/``degrees``; ``candidates`` returns one candidate per margin in ``margins`` (default: just
 ``margin``), whatever degrees are asked; ``default_degrees()`` is ``[sum(degrees) + 1]``, the total
-degree :class:`~olafhe.core.approximation.Approximation` reports.
+degree :class:`~olafhe.core.poly.approximation.Approximation` reports.
 """
 
 from __future__ import annotations
@@ -51,14 +51,14 @@ from typing import Any, ClassVar
 import numpy as np
 from numpy.polynomial import chebyshev as C
 
-from ..core.approximation import Approximation
-from ..core.errors import ApproximationError
-from ..core.interfaces import Approximator
-from ..core.stats import ActivationStats
-from .base import check_degree, check_stats
-from .intervals import symmetric_bound, validate_margin
-from .metrics import with_errors
-from .remez import remez
+from olafhe.approximators.base import check_degree, check_stats
+from olafhe.approximators.intervals import symmetric_bound, validate_margin
+from olafhe.approximators.metrics import with_errors
+from olafhe.approximators.remez import remez
+from olafhe.core.calibration.stats import ActivationStats
+from olafhe.core.contract.interfaces import Approximator
+from olafhe.core.errors import ApproximationError
+from olafhe.core.poly.approximation import Approximation
 
 SIGN_DEGREES: dict[int, tuple[int, ...]] = {13: (15, 15, 27)}
 

@@ -20,8 +20,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from ..core.errors import ApproximationError
-from ..core.stats import ActivationStats
+from olafhe.core.calibration.stats import ActivationStats
+from olafhe.core.errors import ApproximationError
 
 INTERVAL_MODES = ("minmax", "quantile")
 

@@ -18,8 +18,8 @@ from collections.abc import Callable
 import numpy as np
 from scipy.fft import dct
 
-from ..core.approximation import Approximation
-from ..core.stats import ActivationStats
+from olafhe.core.calibration.stats import ActivationStats
+from olafhe.core.poly.approximation import Approximation
 
 Function = Callable[[np.ndarray], np.ndarray]
 

@@ -21,10 +21,10 @@ from typing import Any, ClassVar
 import numpy as np
 from numpy.polynomial import chebyshev as C
 
-from ..core.errors import ApproximationError
-from ..core.stats import ActivationStats
-from .base import IntervalApproximator
-from .remez import RemezError, RemezResult, remez
+from olafhe.approximators.base import IntervalApproximator
+from olafhe.approximators.remez import RemezError, RemezResult, remez
+from olafhe.core.calibration.stats import ActivationStats
+from olafhe.core.errors import ApproximationError
 
 MIN_GRID = 4000
 GRID_PER_DEGREE = 64

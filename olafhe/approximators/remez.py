@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..core.errors import ApproximationError
+from olafhe.core.errors import ApproximationError
 
 
 class RemezError(ApproximationError):

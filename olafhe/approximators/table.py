@@ -7,8 +7,8 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from ..core.interfaces import Approximator
-from ..core.stats import CalibrationResult
+from olafhe.core.calibration.stats import CalibrationResult
+from olafhe.core.contract.interfaces import Approximator
 
 COLUMNS = (
     "layer", "degree", "method", "interval", "weighted_mse", "max_error", "outside_fraction", "depth",

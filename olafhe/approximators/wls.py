@@ -36,9 +36,9 @@ import numpy as np
 from numpy.polynomial import chebyshev as C
 from scipy.linalg import solve_triangular
 
-from ..core.errors import ApproximationError
-from ..core.stats import ActivationStats
-from .base import IntervalApproximator
+from olafhe.approximators.base import IntervalApproximator
+from olafhe.core.calibration.stats import ActivationStats
+from olafhe.core.errors import ApproximationError
 
 MIN_POINTS = 2048
 POINTS_PER_DEGREE = 16

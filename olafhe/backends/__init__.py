@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from ..core.hookspecs import hookimpl
+from olafhe.core.contract.hookspecs import hookimpl
 
 
 @hookimpl
 def olafhe_backends() -> list[type]:
-    from .openfhe_backend import OpenFHEBackend
-    from .simulator import SimulatorBackend
-    from .tenseal_backend import TenSEALBackend
+    from olafhe.backends.openfhe_backend import OpenFHEBackend
+    from olafhe.backends.simulator import SimulatorBackend
+    from olafhe.backends.tenseal_backend import TenSEALBackend
 
     return [SimulatorBackend, OpenFHEBackend, TenSEALBackend]

@@ -17,7 +17,7 @@ Design decisions (each measured with the pinned wheel; see the tests and ``measu
   consumes more than ``ceil(log2(d + 1))`` for some degrees (e.g. 7 -> 4, 15 -> 5, 63 -> 7) because
   the final coefficient products take a level (:func:`openfhe_chebyshev_depth`, the measured table).
   :meth:`OpenFHEEvaluator.chebyshev` therefore runs the shared depth-optimal
-  :class:`~olafhe.core.chebyshev.ChebyshevProgram` (exactly ``ceil(log2(d + 1))``) for the degrees
+  :class:`~olafhe.core.poly.chebyshev.ChebyshevProgram` (exactly ``ceil(log2(d + 1))``) for the degrees
   where OpenFHE's routine is deeper, and OpenFHE's (up to 15% faster) where it is not: a degree-31
   activation after a convolution then fits the 6 levels after a bootstrap. Measured at N = 2^16 from
   level 6: degree 7 0.29 s (native 0.33 s, a level deeper), 15 0.54 s (0.50 s), 31 0.94 s (0.70 s).
@@ -58,7 +58,15 @@ from typing import Any
 
 import numpy as np
 
-from ..core.backend import (
+from olafhe.backends.openfhe_common import (
+    KEYS,
+    MAX_CHEBYSHEV_DEGREE,
+    load_openfhe,
+    openfhe_chebyshev_depth,
+    set_openmp_threads,
+)
+from olafhe.backends.openfhe_ops import OpenFHEClient, OpenFHEEvaluator, SlotLayout
+from olafhe.core.contract.backend import (
     HE_STANDARD_128_MAX_LOGQ,
     Backend,
     Capabilities,
@@ -67,16 +75,8 @@ from ..core.backend import (
     check_security,
     normalize_rotations,
 )
-from ..core.chebyshev import chebyshev_series_depth
-from ..core.errors import CapabilityError, ConfigError, SecurityError
-from .openfhe_common import (
-    KEYS,
-    MAX_CHEBYSHEV_DEGREE,
-    load_openfhe,
-    openfhe_chebyshev_depth,
-    set_openmp_threads,
-)
-from .openfhe_ops import OpenFHEClient, OpenFHEEvaluator, SlotLayout
+from olafhe.core.errors import CapabilityError, ConfigError, SecurityError
+from olafhe.core.poly.chebyshev import chebyshev_series_depth
 
 __all__ = [
     "MAX_CHEBYSHEV_DEGREE", "OpenFHEBackend", "OpenFHEClient", "OpenFHEEvaluator", "measure_chebyshev_depths",
@@ -84,7 +84,7 @@ __all__ = [
 ]
 
 # Precision after one bootstrap, -log2(RMS error), uniform inputs in [-0.5, 0.5] (the simulator's
-# Gaussian noise model takes exactly this). Measured with `olafhe.backends.measure` on this machine;
+# Gaussian noise model takes exactly this). Measured with `olafhe.jobs.measure_costs` on this machine;
 # keyed by (ring_dimension, scale_bits, first_mod_bits, level_budget, secret_key_dist). The max error
 # over 2^15 slots is ~3 bits worse (N = 2^16: 16.2-17.6 bits max for 3..6 levels; scale 50: 9.5 bits).
 _MEASURED_BOOTSTRAP_PRECISION: dict[tuple, float] = {

@@ -8,7 +8,7 @@ import os
 import weakref
 from typing import Any
 
-from ..core.errors import ApproximationError, CapabilityError
+from olafhe.core.errors import ApproximationError, CapabilityError
 
 # First degree at which EvalChebyshevSeries needs each number of levels (openfhe 1.6.1.0.22.4,
 # FLEXIBLEAUTO, measured for every degree 1..255 by `measure_chebyshev_depths`; independent of the

@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from ..core.backend import Capabilities, Client, Evaluator, OpCounter
-from ..core.chebyshev import ChebyshevProgram, chebyshev_baby_steps, chebyshev_series_depth
-from ..core.errors import (
+from olafhe.backends.openfhe_common import load_openfhe, openfhe_chebyshev_depth
+from olafhe.core.contract.backend import Capabilities, Client, Evaluator, OpCounter
+from olafhe.core.errors import (
     ApproximationError,
     CapabilityError,
     DataError,
@@ -24,7 +24,7 @@ from ..core.errors import (
     OutOfLevelsError,
     ShapeError,
 )
-from .openfhe_common import load_openfhe, openfhe_chebyshev_depth
+from olafhe.core.poly.chebyshev import ChebyshevProgram, chebyshev_baby_steps, chebyshev_series_depth
 
 
 @dataclass(frozen=True)
@@ -375,7 +375,7 @@ class OpenFHEEvaluator(Evaluator):
 
 
 class _ChebyshevOps:
-    """:class:`~olafhe.core.chebyshev.ChebyshevOps` on OpenFHE ciphertexts. FLEXIBLEAUTO aligns the levels
+    """:class:`~olafhe.core.poly.chebyshev.ChebyshevOps` on OpenFHE ciphertexts. FLEXIBLEAUTO aligns the levels
     and scales of ciphertext operands itself, so ``scalar_to`` may leave its product above ``level``:
     the addition that consumes it drops the limbs (17% faster at degree 15 than reducing each term, and
     never deeper). Raw context calls: the evaluator records the whole series as one operation."""

@@ -10,7 +10,7 @@ target backend's cost table.
 
 Fast batch path (:func:`simulate_logits`): the approximated network evaluated on many images with
 the same polynomials, interval scaling and bootstrap points as the engine, using torch for linear
-layers and tabulated polynomials (:mod:`olafhe.core.polyeval`) for activations. The engine's affine
+layers and tabulated polynomials (:mod:`olafhe.core.poly.polyeval`) for activations. The engine's affine
 encodings are exact rewrites of the same arithmetic, so the fast path and the op-by-op path agree up
 to float rounding (tested).
 """
@@ -24,12 +24,20 @@ import numpy as np
 import torch
 from numpy.polynomial import chebyshev as C
 
-from ..core.approximation import chebyshev_depth
-from ..core.backend import Backend, Capabilities, Client, Evaluator, KeyRequest, OpCounter, normalize_rotations
-from ..core.errors import CapabilityError, OlafheError, ShapeError
-from ..core.graph import Graph
-from ..core.plan import Plan
-from ..core.polyeval import TabulatedApproximation
+from olafhe.core.contract.backend import (
+    Backend,
+    Capabilities,
+    Client,
+    Evaluator,
+    KeyRequest,
+    OpCounter,
+    normalize_rotations,
+)
+from olafhe.core.errors import CapabilityError, OlafheError, ShapeError
+from olafhe.core.graph.ir import Graph
+from olafhe.core.planning.plan import Plan
+from olafhe.core.poly.approximation import chebyshev_depth
+from olafhe.core.poly.polyeval import TabulatedApproximation
 
 DEFAULT_BOOTSTRAP_PRECISION_BITS = 17.6   # OpenFHE, N=2^16, SPARSE_ENCAPSULATED, [3,3], scale 59
 

@@ -7,7 +7,7 @@ is built on ``tenseal.sealapi`` (SEAL's own objects: ``SEALContext``, ``CKKSEnco
 Parameters and security
     The coefficient modulus is ``[first_mod_bits] + [scale_bits] * levels + [first_mod_bits]`` (the
     last prime is SEAL's special key-switching prime). Its total must fit the HE-standard 128-bit table
-    (:func:`~olafhe.core.backend.check_security`) unless ``ckks.insecure`` is set. SEAL enforces the
+    (:func:`~olafhe.core.contract.backend.check_security`) unless ``ckks.insecure`` is set. SEAL enforces the
     same table up to N = 32768 but has no entry for N = 65536, so the context is created with SEAL's own
     check (``TC128``) where SEAL has one and with ``NONE`` after our check passed otherwise (or on an
     explicit opt-out). With 60-bit outer primes and 40-bit scale primes, N = 16384 holds 7 levels
@@ -82,7 +82,7 @@ from typing import Any
 
 import numpy as np
 
-from ..core.backend import (
+from olafhe.core.contract.backend import (
     Backend,
     Capabilities,
     CKKSParams,
@@ -93,14 +93,14 @@ from ..core.backend import (
     check_security,
     normalize_rotations,
 )
-from ..core.chebyshev import (
+from olafhe.core.errors import CapabilityError, ConfigError, OutOfLevelsError, SecurityError, ShapeError
+from olafhe.core.poly.chebyshev import (
     ChebyshevProgram,
     chebyshev_baby_steps,
     chebyshev_program_depth,
     chebyshev_schedule,
     chebyshev_series_depth,
 )
-from ..core.errors import CapabilityError, ConfigError, OutOfLevelsError, SecurityError, ShapeError
 
 # SEAL's limits on user primes (SEAL_USER_MOD_BIT_COUNT_MIN / _MAX).
 _SEAL_MIN_PRIME_BITS = 2
@@ -370,7 +370,7 @@ class TenSEALClient(Client):
 
 
 # ----------------------------------------------------------------------------- Chebyshev program
-# The depth-optimal recursion is shared with OpenFHE (olafhe.core.chebyshev); TenSEAL names kept.
+# The depth-optimal recursion is shared with OpenFHE (olafhe.core.poly.chebyshev); TenSEAL names kept.
 tenseal_chebyshev_schedule = chebyshev_schedule
 tenseal_chebyshev_depth = chebyshev_program_depth
 

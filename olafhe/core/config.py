@@ -18,7 +18,7 @@ from typing import Any
 
 import tomli
 
-from .errors import ConfigError
+from olafhe.core.errors import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -108,7 +108,7 @@ class Config:
     # ----------------------------------------------------------------- derived
     def data_dir(self) -> Path:
         """The data directory: config value, else ``$OLAFHE_DATA``, else ``../shared/data``."""
-        from ..data.paths import resolve_data_dir
+        from olafhe.data.paths import resolve_data_dir
 
         return resolve_data_dir(self.data.dir or None)
 

@@ -1,7 +1,7 @@
 """Datasets: CIFAR-10 from npz files or a torchvision folder, and the data directory."""
 
-from .cifar import MEAN, SPLITS, STD, balanced_subset, load_cifar10, to_tensor
-from .paths import cache_dir, require_file, resolve_data_dir
+from olafhe.data.cifar import MEAN, SPLITS, STD, balanced_subset, load_cifar10, to_tensor
+from olafhe.data.paths import cache_dir, require_file, resolve_data_dir
 
 __all__ = [
     "MEAN",

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..core.errors import ConfigError, DataError, ShapeError
-from .paths import resolve_data_dir
+from olafhe.core.errors import ConfigError, DataError, ShapeError
+from olafhe.data.paths import resolve_data_dir
 
 SPLITS = ("test", "train_subset", "train")
 MEAN = (0.485, 0.456, 0.406)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..core.errors import DataError
+from olafhe.core.errors import DataError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 """The repository root (the folder that holds the ``olafhe`` package)."""

@@ -16,10 +16,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..core.errors import ConfigError, DataError
-from ..data.paths import resolve_data_dir
-from .resnet import DEPTHS, CifarResNet, resnet
-from .small_cnn import SmallCNN, small_cnn_checkpoint
+from olafhe.core.errors import ConfigError, DataError
+from olafhe.data.paths import resolve_data_dir
+from olafhe.models.resnet import DEPTHS, CifarResNet, resnet
+from olafhe.models.small_cnn import SmallCNN, small_cnn_checkpoint
 
 MODEL_NAMES: tuple[str, ...] = (*(f"resnet{d}" for d in DEPTHS), "small_cnn")
 

@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data.cifar import load_cifar10, to_tensor
-from ..data.paths import cache_dir
+from olafhe.data.cifar import load_cifar10, to_tensor
+from olafhe.data.paths import cache_dir
 
 VERSION = "v1"
 

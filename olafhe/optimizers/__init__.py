@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from ..core.hookspecs import hookimpl
+from olafhe.core.contract.hookspecs import hookimpl
 
 
 @hookimpl
 def olafhe_optimizers() -> list[type]:
-    from .dp import DPOptimizer
-    from .greedy import GreedyOptimizer
-    from .uniform import UniformOptimizer
+    from olafhe.optimizers.dp import DPOptimizer
+    from olafhe.optimizers.greedy import GreedyOptimizer
+    from olafhe.optimizers.uniform import UniformOptimizer
 
     return [DPOptimizer, GreedyOptimizer, UniformOptimizer]

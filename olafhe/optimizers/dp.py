@@ -52,9 +52,9 @@ from typing import Any
 
 import numpy as np
 
-from ..core.errors import InfeasibleError
-from ..core.interfaces import DegreeOptimizer, OptimizationProblem, Solution
-from .placement import (
+from olafhe.core.contract.interfaces import DegreeOptimizer, OptimizationProblem, Solution
+from olafhe.core.errors import InfeasibleError
+from olafhe.optimizers.placement import (
     Structure,
     best_path,
     check_budget,

@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from ..core.errors import InfeasibleError
-from ..core.interfaces import DegreeOptimizer, OptimizationProblem, Solution
-from .placement import INF, Structure, check_budget, place, prepare
+from olafhe.core.contract.interfaces import DegreeOptimizer, OptimizationProblem, Solution
+from olafhe.core.errors import InfeasibleError
+from olafhe.optimizers.placement import INF, Structure, check_budget, place, prepare
 
 
 def estimated_seconds(s: Structure, problem: OptimizationProblem, reference_level: int | None,

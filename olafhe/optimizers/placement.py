@@ -1,6 +1,6 @@
 """Level and bootstrap placement: the exact level-state dynamic program shared by every optimizer.
 
-The level model (it mirrors what :mod:`olafhe.core.engine` executes; levels count *remaining* levels):
+The level model (it mirrors what :mod:`olafhe.core.compiler.engine` executes; levels count *remaining* levels):
 
 * The client encrypts at ``input_level`` (any level ``0..max_level``; lower is cheaper).
 * Before activation ``i``: ``linear_depth`` levels of linear work that starts at the main ciphertext's
@@ -19,7 +19,7 @@ Cost tables (``dict[level, seconds]``) become vectors over levels ``0..top`` wit
 :func:`level_costs`: empty -> 0 s everywhere; one entry -> that value everywhere; otherwise linear
 interpolation between the given levels and linear extrapolation from the two nearest given levels
 outside them, floored at a tenth of the smallest given value (the convention of
-:meth:`olafhe.core.costs.CostTable.cost`).
+:meth:`olafhe.core.planning.costs.CostTable.cost`).
 
 The dynamic program (:func:`solve_levels`) works for one bootstrap level ``L`` at a time over states
 ``(main level, levels of pending skip sources, bootstraps so far [only with a cap]) x units used``; each
@@ -37,8 +37,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..core.errors import InfeasibleError
-from ..core.interfaces import LayerChoice, OptimizationProblem, Solution
+from olafhe.core.contract.interfaces import LayerChoice, OptimizationProblem, Solution
+from olafhe.core.errors import InfeasibleError
 
 INF = float("inf")
 

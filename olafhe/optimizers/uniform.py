@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from ..core.errors import ConfigError
-from ..core.interfaces import DegreeOptimizer, OptimizationProblem, Solution
-from .placement import place, prepare
+from olafhe.core.contract.interfaces import DegreeOptimizer, OptimizationProblem, Solution
+from olafhe.core.errors import ConfigError
+from olafhe.optimizers.placement import place, prepare
 
 
 class UniformOptimizer(DegreeOptimizer):

@@ -4,10 +4,10 @@ Interpolation is the simplest near-minimax fit: no weights, no solver, error wit
 the best uniform approximation. It ignores where the inputs concentrate, which is exactly what the
 built-in ``wls`` exploits -- a useful reference point in ``olafhe bench``.
 
-The contract an approximator must keep (see ``olafhe.core.interfaces.Approximator``):
+The contract an approximator must keep (see ``olafhe.core.contract.interfaces.Approximator``):
 
 * hyper-parameters come in through ``__init__`` (from ``approximation.approximator_params``);
-* ``fit(stats, degree)`` returns an :class:`~olafhe.core.approximation.Approximation` whose coefficients
+* ``fit(stats, degree)`` returns an :class:`~olafhe.core.poly.approximation.Approximation` whose coefficients
   are Chebyshev coefficients in ``t = (2x - a - b) / (b - a)`` on its ``interval`` ``[a, b]``;
 * its ``weighted_mse`` (expected squared error under the layer's input histogram) is what the
   optimizers budget, so it must be measured, not left NaN.
@@ -21,10 +21,10 @@ from typing import Any
 import numpy as np
 from numpy.polynomial import chebyshev as C
 
-from olafhe.core.approximation import Approximation, resolve_activation
+from olafhe.core.poly.approximation import Approximation, resolve_activation
 from olafhe.core.errors import ApproximationError
-from olafhe.core.interfaces import Approximator
-from olafhe.core.stats import ActivationStats
+from olafhe.core.contract.interfaces import Approximator
+from olafhe.core.calibration.stats import ActivationStats
 
 ERROR_GRID_POINTS = 10_001
 

@@ -1,8 +1,8 @@
 """``max-degree``: the most accurate candidate in every layer, placed by olafhe's level DP.
 
-The contract a degree optimizer must keep (see ``olafhe.core.interfaces.DegreeOptimizer``):
+The contract a degree optimizer must keep (see ``olafhe.core.contract.interfaces.DegreeOptimizer``):
 ``optimize(problem, budget)`` picks one candidate per layer and where to bootstrap, and returns a
-:class:`~olafhe.core.interfaces.Solution` whose levels are valid for the problem. Placement is the hard
+:class:`~olafhe.core.contract.interfaces.Solution` whose levels are valid for the problem. Placement is the hard
 part and is shared: :func:`olafhe.optimizers.placement.place` finds the cheapest bootstrap positions,
 bootstrap level, level reductions and input level for fixed candidates.
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 
-from olafhe.core.interfaces import Candidate, DegreeOptimizer, OptimizationProblem, Solution
+from olafhe.core.contract.interfaces import Candidate, DegreeOptimizer, OptimizationProblem, Solution
 from olafhe.optimizers.placement import place
 
 

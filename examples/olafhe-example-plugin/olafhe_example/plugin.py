@@ -5,7 +5,7 @@ Imports happen inside the hooks so that listing plugins stays cheap.
 
 from __future__ import annotations
 
-from olafhe.core.hookspecs import hookimpl
+from olafhe.core.contract.hookspecs import hookimpl
 
 
 @hookimpl

@@ -26,8 +26,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .core.errors import ConfigError, DataError, OlafheError, PluginError
-from .core.plan import Plan
+from olafhe.core.errors import ConfigError, DataError, OlafheError, PluginError
+from olafhe.core.planning.plan import Plan
 
 Log = Callable[[str], None]
 
@@ -236,9 +236,9 @@ def run_bench(configs: list[str], out_dir: Path, set_overrides: list[str] | None
     latency and peak RSS from that run, so hour-long encrypted runs need not be repeated per report.
     Returns the document written to ``results.json``.
     """
-    from .core.config import load_config
-    from .core.costs import machine_description
-    from .core.plugins import registry
+    from olafhe.core.config import load_config
+    from olafhe.core.contract.registry import registry
+    from olafhe.core.planning.costs import machine_description
 
     combos = [tuple(c) for c in (combos or DEFAULT_COMBOS)]  # type: ignore[misc]
     for approx, opt in combos:  # fail fast on a bad name, before any model is loaded
@@ -297,7 +297,7 @@ def _bench_model(config: Any, combos: list[tuple[str, str]], out_dir: Path, log:
     """All combinations for one config: rows (speedups filled in) and the successful plans by label."""
     from tqdm import tqdm
 
-    from . import pipeline
+    from olafhe.jobs import pipeline
 
     name = config.model.name
     log(f"bench {name}: loading model and calibration")
@@ -390,7 +390,7 @@ def match_measured_run(runs: Sequence[dict], plan: Plan, backend: str) -> dict |
 def _uniform_plan(config: Any, approx: str, loaded: Any, calibration: Any, degree: int | None,
                   log: Log) -> tuple[Plan, list[dict]]:
     """The uniform plan for ``approx`` at ``degree``, or by the increasing-degree search (see run_bench)."""
-    from . import pipeline
+    from olafhe.jobs import pipeline
 
     if degree is None:
         degree = config.optimizer.optimizer_params.get("degree")  # a degree the config already fixes
@@ -452,7 +452,7 @@ def _encrypted_fields(config: Any, plan: Plan, loaded: Any, log: Log, backend: s
     Peak RSS is the process's high-water mark (``ru_maxrss``), so a row also covers the rows before it;
     run one combination per process for per-plan memory.
     """
-    from . import pipeline
+    from olafhe.jobs import pipeline
 
     try:
         enc = pipeline.run_infer(config, plan, 1, backend_name=backend, progress=False, loaded=loaded, log=log)
@@ -521,7 +521,7 @@ def bench_command(configs: Sequence[str], out_dir: Path, set_overrides: Sequence
                 f"uniform_degree={uniform_degree!r}", f"backends={list(backends) if backends else None!r}",
                 f"plans_dir={str(plans_dir) if plans_dir else None!r}",
                 f"measured={[str(m) for m in measured or []]!r}"]
-        return f"python -c 'import olafhe.report as r; r.run_bench({', '.join(args)})'"
+        return f"python -c 'import olafhe.report.report as r; r.run_bench({', '.join(args)})'"
     parts = ["olafhe", "bench", *map(str, configs), "--out", str(out_dir)]
     for item in set_overrides or []:
         parts += ["--set", item]

@@ -23,8 +23,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .approximation import Approximation
-from .errors import DataError, OlafheError
+from olafhe.core.errors import DataError, OlafheError
+from olafhe.core.poly.approximation import Approximation
 
 FORMAT = "olafhe-plan"
 VERSION = 1

@@ -25,8 +25,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .approximation import chebyshev_depth
-from .errors import ConfigError, OutOfLevelsError, SecurityError
+from olafhe.core.errors import ConfigError, OutOfLevelsError, SecurityError
+from olafhe.core.poly.approximation import chebyshev_depth
 
 # Max total coefficient-modulus bits for 128-bit classical security, uniform ternary secret
 # (HomomorphicEncryption.org standard, Table 1; the same table OpenFHE and SEAL enforce).
@@ -238,7 +238,7 @@ class Evaluator(ABC):
         return chebyshev_depth(degree)
 
     def bootstrap(self, a: Any) -> Any:
-        from .errors import CapabilityError
+        from olafhe.core.errors import CapabilityError
 
         raise CapabilityError(f"backend {self.capabilities.backend!r} cannot bootstrap")
 
@@ -277,7 +277,7 @@ class Backend(ABC):
 
     def cost_table(self) -> CostTable | None:
         """The measured per-operation cost table for this configuration, if one is shipped."""
-        from .costs import load_cost_table
+        from olafhe.core.planning.costs import load_cost_table
 
         return load_cost_table(self.name, self.params.ring_dimension, missing_ok=True)
 
@@ -288,4 +288,4 @@ def normalize_rotations(steps: Iterable[int], slots: int) -> frozenset[int]:
 
 
 # Imported late for the type annotation only.
-from .costs import CostTable  # noqa: E402
+from olafhe.core.planning.costs import CostTable  # noqa: E402

@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from .approximation import Approximation
-from .stats import ActivationStats
+from olafhe.core.calibration.stats import ActivationStats
+from olafhe.core.poly.approximation import Approximation
 
 
 class Approximator(ABC):
@@ -103,7 +103,7 @@ class LayerChoice:
 
 @dataclass(frozen=True)
 class Solution:
-    """What an optimizer returns; the planner turns it into a :class:`~olafhe.core.plan.Plan`."""
+    """What an optimizer returns; the planner turns it into a :class:`~olafhe.core.planning.plan.Plan`."""
 
     choices: tuple[LayerChoice, ...]
     input_level: int

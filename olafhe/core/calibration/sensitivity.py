@@ -30,10 +30,10 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 import numpy as np
 import torch
 
-from ..core.approximation import Approximation
-from ..core.errors import ApproximationError, DataError
-from ..core.graph import _EXACT as EXACT_ACTIVATIONS
-from ..core.graph import Graph
+from olafhe.core.errors import ApproximationError, DataError
+from olafhe.core.graph.ir import _EXACT as EXACT_ACTIVATIONS
+from olafhe.core.graph.ir import Graph
+from olafhe.core.poly.approximation import Approximation
 
 TorchFn = Callable[[torch.Tensor], torch.Tensor]
 

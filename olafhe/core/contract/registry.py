@@ -11,8 +11,8 @@ from typing import Any
 
 import pluggy
 
-from . import hookspecs
-from .errors import PluginError
+from olafhe.core.contract import hookspecs
+from olafhe.core.errors import PluginError
 
 ENTRY_POINT_GROUP = "olafhe"
 KINDS = {"backends": "olafhe_backends", "approximators": "olafhe_approximators", "optimizers": "olafhe_optimizers"}

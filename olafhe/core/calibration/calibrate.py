@@ -27,9 +27,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .errors import ConfigError, ShapeError
-from .graph import Graph
-from .stats import DEFAULT_QUANTILES, ActivationStats, CalibrationResult
+from olafhe.core.calibration.stats import DEFAULT_QUANTILES, ActivationStats, CalibrationResult
+from olafhe.core.errors import ConfigError, ShapeError
+from olafhe.core.graph.ir import Graph
 
 FINE = 32
 """Fine histogram bins per stored bin, used for quantiles."""
@@ -130,7 +130,7 @@ def calibrate(
     """
     if bins < 1 or batch_size < 1:
         raise ConfigError(f"calibration needs bins >= 1 and batch_size >= 1, got bins={bins}, batch_size={batch_size}")
-    from ..data.cifar import to_tensor  # local: core does not depend on the data package at import
+    from olafhe.data.cifar import to_tensor  # local: core does not depend on the data package at import
 
     start = time.perf_counter()
     shape = tuple(graph.input_shape)
@@ -202,7 +202,7 @@ def calibration_images(n: int, data_dir: str | Path | None = None, seed: int = 0
 
     Calibration always uses the ``train_subset`` split: the test set is only for reporting accuracy.
     """
-    from ..data.cifar import balanced_subset, load_cifar10
+    from olafhe.data.cifar import balanced_subset, load_cifar10
 
     x, y = load_cifar10("train_subset", data_dir)
     n = min(n, len(y))

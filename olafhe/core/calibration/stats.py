@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ApproximationError, DataError
+from olafhe.core.errors import ApproximationError, DataError
 
 FORMAT = "olafhe-calibration"
 VERSION = 1

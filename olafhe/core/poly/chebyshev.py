@@ -18,7 +18,7 @@ from typing import Generic, Protocol, TypeVar
 
 import numpy as np
 
-from .errors import OutOfLevelsError, ShapeError
+from olafhe.core.errors import OutOfLevelsError, ShapeError
 
 __all__ = [
     "ChebyshevOps", "ChebyshevProgram", "chebyshev_baby_steps", "chebyshev_program_depth", "chebyshev_schedule",

@@ -23,22 +23,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .core.backend import Backend, Capabilities, CKKSParams
-from .core.calibration import calibrate
-from .core.config import Config
-from .core.costs import CostTable, load_cost_table, machine_description
-from .core.engine import Program, compile_program, encrypted_inference
-from .core.errors import ConfigError, DataError, OlafheError
-from .core.fx_import import import_model
-from .core.graph import Graph
-from .core.interfaces import Approximator, DegreeOptimizer
-from .core.plan import Plan
-from .core.planner import build_problem, make_candidates, solution_to_plan, tune_budget
-from .core.plugins import registry
-from .core.stats import CalibrationResult
-from .data.cifar import balanced_subset, load_cifar10, to_tensor
-from .data.paths import cache_dir
-from .models import build_model
+from olafhe.core.calibration.calibrate import calibrate
+from olafhe.core.calibration.stats import CalibrationResult
+from olafhe.core.compiler.engine import Program, compile_program, encrypted_inference
+from olafhe.core.config import Config
+from olafhe.core.contract.backend import Backend, Capabilities, CKKSParams
+from olafhe.core.contract.interfaces import Approximator, DegreeOptimizer
+from olafhe.core.contract.registry import registry
+from olafhe.core.errors import ConfigError, DataError, OlafheError
+from olafhe.core.graph.fx_import import import_model
+from olafhe.core.graph.ir import Graph
+from olafhe.core.planning.costs import CostTable, load_cost_table, machine_description
+from olafhe.core.planning.plan import Plan
+from olafhe.core.planning.planner import build_problem, make_candidates, solution_to_plan, tune_budget
+from olafhe.data.cifar import balanced_subset, load_cifar10, to_tensor
+from olafhe.data.paths import cache_dir
+from olafhe.models import build_model
 
 Log = Callable[[str], None]
 
@@ -92,7 +92,7 @@ def predict(graph: Graph, images: torch.Tensor, batch_size: int, plan: Plan | No
             noise_bits: float | None = None, progress: bool = False) -> np.ndarray:
     """Logits of the exact model (no plan) or of the plan's approximations (fast simulator path)."""
     if plan is not None:
-        from .backends.simulator import simulate_logits
+        from olafhe.backends.simulator import simulate_logits
 
         return simulate_logits(graph, plan, images, batch_size, noise_bits=noise_bits, progress=progress)
     out = []
@@ -237,8 +237,8 @@ def sensitivities(config: Config, loaded: Loaded, images: torch.Tensor, calibrat
     on far more than white noise, and white-noise sensitivities mispredicted ResNet-20's distortion by
     up to 7x (see olafhe/optimizers/sensitivity.py).
     """
-    from .approximators.wls import WLSApproximator
-    from .optimizers.sensitivity import measure_sensitivity
+    from olafhe.approximators.wls import WLSApproximator
+    from olafhe.core.calibration.sensitivity import measure_sensitivity
 
     key = _config_hash(config, "model", "data", "calibration")
     path = cache_dir() / f"{config.model.name}-sensitivity-wls7-{key}.json"
@@ -512,7 +512,7 @@ def predict_plan_seconds(config: Config, plan: Plan, backend_name: str, loaded: 
 def predict_program_seconds(program: Program, costs: CostTable, backend: Backend, image: np.ndarray) -> float:
     """Predicted latency of one inference: the program's operation counts (by kind and level, from an
     op-by-op simulator run with the target backend's Chebyshev depths) times the cost table."""
-    from .backends.simulator import SimulatorBackend
+    from olafhe.backends.simulator import SimulatorBackend
 
     caps = backend.capabilities()
     sim = SimulatorBackend(CKKSParams(ring_dimension=caps.ring_dimension, levels=caps.max_level, slots=caps.slots,

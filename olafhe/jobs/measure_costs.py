@@ -1,6 +1,6 @@
 """Measure a backend's per-operation cost table (seconds per op kind and level) on this machine.
 
-Generic over the :class:`~olafhe.core.backend.Backend` contract: it only uses ``capabilities``,
+Generic over the :class:`~olafhe.core.contract.backend.Backend` contract: it only uses ``capabilities``,
 ``keygen``, the client and the evaluator methods, so any backend (OpenFHE, TenSEAL, a third-party
 plugin) can be measured. Conventions, shared with the simulator's operation counter:
 
@@ -21,7 +21,7 @@ plugin) can be measured. Conventions, shared with the simulator's operation coun
 
 Run as a script to measure and save (or merge into) a table::
 
-    python -m olafhe.backends.measure --backend openfhe --set ckks.levels=5 --merge-into FILE
+    python -m olafhe.jobs.measure_costs --backend openfhe --set ckks.levels=5 --merge-into FILE
 """
 
 from __future__ import annotations
@@ -40,9 +40,9 @@ from typing import Any
 
 import numpy as np
 
-from ..core.backend import Backend, CKKSParams, KeyRequest, normalize_rotations
-from ..core.costs import CostTable, machine_description
-from ..core.errors import ConfigError, DataError, OlafheError
+from olafhe.core.contract.backend import Backend, CKKSParams, KeyRequest, normalize_rotations
+from olafhe.core.errors import ConfigError, DataError, OlafheError
+from olafhe.core.planning.costs import CostTable, machine_description
 
 CHEBYSHEV_DEGREES = (3, 7, 15, 31, 63)
 HOIST_BATCH = 8
@@ -260,7 +260,7 @@ def merge_cost_tables(tables: Iterable[CostTable], prefer: str = "first") -> Cos
 
 # ------------------------------------------------------------------------------------------------ CLI
 def _params_from_overrides(overrides: list[str]) -> CKKSParams:
-    from ..core.config import parse_override
+    from olafhe.core.config import parse_override
 
     fields = {f.name for f in dataclasses.fields(CKKSParams)}
     kwargs: dict[str, Any] = {}
@@ -280,7 +280,7 @@ def _params_from_overrides(overrides: list[str]) -> CKKSParams:
 
 def main(argv: list[str] | None = None) -> int:
     """Measure one configuration and save it (optionally merged into an existing table)."""
-    ap = argparse.ArgumentParser(prog="python -m olafhe.backends.measure", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m olafhe.jobs.measure_costs", description=__doc__.split("\n")[0])
     ap.add_argument("--backend", default="openfhe")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="ckks.KEY=VALUE")
     ap.add_argument("--levels", default="", help="comma-separated levels (default: all)")
@@ -294,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
     try:
-        from ..core.plugins import registry
+        from olafhe.core.contract.registry import registry
 
         backend = registry().get("backend", args.backend)(_params_from_overrides(args.overrides))
         levels = [int(v) for v in args.levels.split(",") if v.strip()] or None

@@ -1,7 +1,7 @@
 """All olafhe hook specifications, in one place (pluggy).
 
 A plugin is any object or module with functions named like these specs and marked with
-``@olafhe.core.hookspecs.hookimpl``. Built-in implementations register through the same hooks as
+``@olafhe.core.contract.hookspecs.hookimpl``. Built-in implementations register through the same hooks as
 third-party packages; third-party packages expose their plugin module in the entry-point group
 ``olafhe`` (``[project.entry-points.olafhe] myname = "mypkg.plugin"``).
 """
@@ -17,14 +17,14 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 @hookspec
 def olafhe_backends() -> list[type]:
-    """Return :class:`~olafhe.core.backend.Backend` subclasses; each has a unique ``name``."""
+    """Return :class:`~olafhe.core.contract.backend.Backend` subclasses; each has a unique ``name``."""
 
 
 @hookspec
 def olafhe_approximators() -> list[type]:
-    """Return :class:`~olafhe.core.interfaces.Approximator` subclasses; each has a unique ``name``."""
+    """Return :class:`~olafhe.core.contract.interfaces.Approximator` subclasses; each has a unique ``name``."""
 
 
 @hookspec
 def olafhe_optimizers() -> list[type]:
-    """Return :class:`~olafhe.core.interfaces.DegreeOptimizer` subclasses; each has a unique ``name``."""
+    """Return :class:`~olafhe.core.contract.interfaces.DegreeOptimizer` subclasses; each has a unique ``name``."""

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from numba import njit, prange
 
-from .approximation import Approximation
+from olafhe.core.poly.approximation import Approximation
 
 DEFAULT_TOLERANCE = 1e-6
 

@@ -31,8 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .approximation import chebyshev_depth, chebyshev_nonscalar_mults
-from .errors import DataError
+from olafhe.core.errors import DataError
+from olafhe.core.poly.approximation import chebyshev_depth, chebyshev_nonscalar_mults
 
 FORMAT = "olafhe-costs"
 VERSION = 1

@@ -1,10 +1,10 @@
 """The inference engine: compile a Plan and a model Graph into a program of CKKS operations and run
-it on any :class:`~olafhe.core.backend.Evaluator`.
+it on any :class:`~olafhe.core.contract.backend.Evaluator`.
 
 Compilation
   1. Chains of linear nodes (conv + BN already folded, pooling, flatten, dense, shortcut subsample and
      channel padding) are fused into one sparse matrix each.
-  2. Every materialized value gets a slot layout (:mod:`olafhe.core.layout`); layouts after strided
+  2. Every materialized value gets a slot layout (:mod:`olafhe.core.compiler.layout`); layouts after strided
      layers are chosen among compact, gapped and multiplexed grids to minimize diagonals + rotations.
   3. Affine *encodings* are propagated backwards: a ciphertext holds ``alpha * value + beta``. An
      activation needs its input as ``t`` in [-1, 1] (the interval scaling), residual additions need
@@ -29,12 +29,22 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from .approximation import Approximation
-from .backend import Client, Evaluator, KeyRequest
-from .errors import CapabilityError, OlafheError, ShapeError, UnsupportedLayerError
-from .graph import Graph, linear_operator
-from .layout import BSGS, Diagonals, Layout, compact_layout, diagonals, grid_layout, inherit_layout, plan_bsgs, tile
-from .rotations import RotationChains, power_of_two_keys
+from olafhe.core.compiler.layout import (
+    BSGS,
+    Diagonals,
+    Layout,
+    compact_layout,
+    diagonals,
+    grid_layout,
+    inherit_layout,
+    plan_bsgs,
+    tile,
+)
+from olafhe.core.compiler.rotations import RotationChains, power_of_two_keys
+from olafhe.core.contract.backend import Client, Evaluator, KeyRequest
+from olafhe.core.errors import CapabilityError, OlafheError, ShapeError, UnsupportedLayerError
+from olafhe.core.graph.ir import Graph, linear_operator
+from olafhe.core.poly.approximation import Approximation
 
 INDEX_OPS = ("subsample", "pad_channels", "flatten")
 

@@ -1,4 +1,4 @@
-"""Import a torch model into an olafhe :class:`~olafhe.core.graph.Graph` via torch.fx.
+"""Import a torch model into an olafhe :class:`~olafhe.core.graph.ir.Graph` via torch.fx.
 
 The model is traced with ``torch.fx.symbolic_trace`` and run once on a seeded random batch of two
 images, recording every node's value. The recorded values give each tensor's shape (the batch
@@ -36,8 +36,8 @@ import torch.fx as fx
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import ShapeError, UnsupportedLayerError
-from .graph import Graph, Node
+from olafhe.core.errors import ShapeError, UnsupportedLayerError
+from olafhe.core.graph.ir import Graph, Node
 
 SUPPORTED = (
     "Conv2d, BatchNorm1d/2d, Linear, ReLU, GELU, SiLU, AvgPool2d, AdaptiveAvgPool2d (exact), Flatten, "

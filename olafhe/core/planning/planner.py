@@ -1,7 +1,7 @@
 """From calibration statistics to a Plan: candidates, the optimization problem, budget tuning.
 
 ``build_problem`` turns a model graph, per-layer candidate approximations, per-layer sensitivities and
-a backend cost table into an :class:`~olafhe.core.interfaces.OptimizationProblem`: for every
+a backend cost table into an :class:`~olafhe.core.contract.interfaces.OptimizationProblem`: for every
 activation, the linear work that feeds it (its depth and its cost at each level, from the compiled
 program's diagonal and rotation counts), the residual structure, and each candidate's depth,
 distortion (sensitivity x weighted MSE) and cost per level.
@@ -16,13 +16,20 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .approximation import Approximation
-from .costs import CostTable
-from .engine import ActivationStep, AddStep, LinearStep, Program
-from .errors import InfeasibleError, OlafheError
-from .interfaces import Candidate, DegreeOptimizer, LayerChoice, LayerSlot, OptimizationProblem, Solution
-from .plan import Plan, PlanLayer
-from .rotations import RotationChains
+from olafhe.core.compiler.engine import ActivationStep, AddStep, LinearStep, Program
+from olafhe.core.compiler.rotations import RotationChains
+from olafhe.core.contract.interfaces import (
+    Candidate,
+    DegreeOptimizer,
+    LayerChoice,
+    LayerSlot,
+    OptimizationProblem,
+    Solution,
+)
+from olafhe.core.errors import InfeasibleError, OlafheError
+from olafhe.core.planning.costs import CostTable
+from olafhe.core.planning.plan import Plan, PlanLayer
+from olafhe.core.poly.approximation import Approximation
 
 
 def linear_step_seconds(step: LinearStep, costs: CostTable, level: int, chains: RotationChains | None = None) -> float:

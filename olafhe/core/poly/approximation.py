@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.polynomial import chebyshev as C
 
-from .errors import ApproximationError
+from olafhe.core.errors import ApproximationError
 
 FORMS = ("plain", "relu-sign")
 

@@ -2,7 +2,7 @@
 
 A :class:`Graph` is a topologically ordered list of :class:`Node` s on single-image tensors
 (shapes exclude the batch dimension). Batch-norm is already folded into the preceding convolution or
-dense layer by the importer (:mod:`olafhe.core.fx_import`). Node kinds:
+dense layer by the importer (:mod:`olafhe.core.graph.fx_import`). Node kinds:
 
 =============== ============================================== ==========================================
 op              params                                          meaning
@@ -34,7 +34,7 @@ import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 
-from .errors import ShapeError
+from olafhe.core.errors import ShapeError
 
 LINEAR_OPS = ("conv2d", "dense", "affine", "avgpool2d", "subsample", "pad_channels", "flatten")
 OPS = ("input", "add", "activation", *LINEAR_OPS)

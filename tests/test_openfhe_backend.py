@@ -24,10 +24,8 @@ except OlafheError as exc:  # pragma: no cover - openfhe is a hard dependency
     pytest.skip(str(exc), allow_module_level=True)
 
 from olafhe.backends.openfhe_backend import (  # noqa: E402
-    MAX_CHEBYSHEV_DEGREE,
     OpenFHEBackend,
     measure_chebyshev_depths,
-    openfhe_chebyshev_depth,
     set_openmp_threads,
 )
 from olafhe.core.contract.backend import CKKSParams, KeyRequest  # noqa: E402
@@ -40,6 +38,7 @@ from olafhe.core.errors import (  # noqa: E402
     ShapeError,
 )
 from olafhe.core.planning.costs import CostTable, load_cost_table  # noqa: E402
+from olafhe.core.poly.chebyshev import MAX_CHEBYSHEV_DEGREE, openfhe_chebyshev_depth  # noqa: E402
 from olafhe.jobs.measure_costs import measure_cost_table, merge_cost_tables  # noqa: E402
 
 pytestmark = pytest.mark.openfhe

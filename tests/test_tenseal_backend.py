@@ -24,8 +24,6 @@ from olafhe.backends.tenseal_backend import (  # noqa: E402
     TenSEALPlaintext,
     choose_scale_primes,
     default_params,
-    tenseal_chebyshev_depth,
-    tenseal_chebyshev_schedule,
 )
 from olafhe.core.contract.backend import CKKSParams, KeyRequest  # noqa: E402
 from olafhe.core.errors import (  # noqa: E402
@@ -35,7 +33,12 @@ from olafhe.core.errors import (  # noqa: E402
     SecurityError,
     ShapeError,
 )
-from olafhe.core.poly.chebyshev import ChebyshevProgram, chebyshev_baby_steps  # noqa: E402
+from olafhe.core.poly.chebyshev import (  # noqa: E402
+    ChebyshevProgram,
+    chebyshev_baby_steps,
+    chebyshev_depth,
+    chebyshev_schedule,
+)
 
 TOL = 2.0**-20  # ~1e-6: products, additions, plaintext and constant ops (measured <= 2**-25)
 ROT_TOL = 2.0**-15  # ~3e-5: anything that went through a rotation (measured <= 2**-18.5)
@@ -313,7 +316,7 @@ def test_chebyshev_relu_fit(keys: Any, degree: int) -> None:
     assert maxerr(client, out, C.chebval(t, coeffs)) < 1e-3
     assert maxerr(client, out, C.chebval(t, coeffs)) < 1e3 * TOL  # in fact at CKKS noise level
     # the real run does no more ciphertext products than the schedule (fits may skip zero terms)
-    assert ev.counter.total("multiply") <= tenseal_chebyshev_schedule(degree)[1]
+    assert ev.counter.total("multiply") <= chebyshev_schedule(degree)[1]
 
 
 def test_chebyshev_with_exactly_enough_levels_and_too_few(keys: Any) -> None:
@@ -348,13 +351,13 @@ def test_chebyshev_low_degrees_and_sparse_series(keys: Any) -> None:
 
 def test_chebyshev_depth_is_measured_on_the_schedule() -> None:
     for degree in range(0, 257):
-        depth, products, scalars = tenseal_chebyshev_schedule(degree)
+        depth, products, scalars = chebyshev_schedule(degree)
         assert depth == (math.ceil(math.log2(degree + 1)) if degree else 0), degree
-        assert tenseal_chebyshev_depth(degree) == depth
+        assert chebyshev_depth(degree) == depth
         assert products <= degree and scalars <= 2 * degree + 1
     assert TenSEALBackend().chebyshev_depth(31) == 5
     # baby steps keep the product count near Paterson-Stockmeyer's (OpenFHE: 26 for degree 127)
-    assert tenseal_chebyshev_schedule(127)[1] <= 30 and chebyshev_baby_steps(127) == 8
+    assert chebyshev_schedule(127)[1] <= 30 and chebyshev_baby_steps(127) == 8
 
 
 class _NumpyOps:

@@ -58,13 +58,7 @@ from typing import Any
 
 import numpy as np
 
-from olafhe.backends.openfhe_common import (
-    KEYS,
-    MAX_CHEBYSHEV_DEGREE,
-    load_openfhe,
-    openfhe_chebyshev_depth,
-    set_openmp_threads,
-)
+from olafhe.backends.openfhe_common import KEYS, load_openfhe, set_openmp_threads
 from olafhe.backends.openfhe_ops import OpenFHEClient, OpenFHEEvaluator, SlotLayout
 from olafhe.core.contract.backend import (
     HE_STANDARD_128_MAX_LOGQ,
@@ -76,12 +70,9 @@ from olafhe.core.contract.backend import (
     normalize_rotations,
 )
 from olafhe.core.errors import CapabilityError, ConfigError, SecurityError
-from olafhe.core.poly.chebyshev import chebyshev_series_depth
+from olafhe.core.poly.chebyshev import MAX_CHEBYSHEV_DEGREE, chebyshev_depth, openfhe_chebyshev_depth
 
-__all__ = [
-    "MAX_CHEBYSHEV_DEGREE", "OpenFHEBackend", "OpenFHEClient", "OpenFHEEvaluator", "measure_chebyshev_depths",
-    "openfhe_chebyshev_depth", "set_openmp_threads",
-]
+__all__ = ["OpenFHEBackend", "OpenFHEClient", "OpenFHEEvaluator", "measure_chebyshev_depths", "set_openmp_threads"]
 
 # Precision after one bootstrap, -log2(RMS error), uniform inputs in [-0.5, 0.5] (the simulator's
 # Gaussian noise model takes exactly this). Measured with `olafhe.jobs.measure_costs` on this machine;
@@ -156,7 +147,7 @@ class OpenFHEBackend(Backend):
         return SlotLayout(depth=depth, reserve=reserve, max_level=levels, slots=p.slot_count)
 
     def chebyshev_depth(self, degree: int) -> int:
-        return openfhe_chebyshev_depth(degree) if self._chebyshev == "native" else chebyshev_series_depth(degree)
+        return openfhe_chebyshev_depth(degree) if self._chebyshev == "native" else chebyshev_depth(degree)
 
     @property
     def _chebyshev(self) -> str:

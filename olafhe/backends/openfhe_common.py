@@ -1,5 +1,5 @@
-"""Shared pieces of the ``openfhe`` backend: the lazy import, the measured Chebyshev depth table, threads,
-and the release of OpenFHE's process-wide key maps."""
+"""Shared pieces of the ``openfhe`` backend: the lazy import, threads, and the release of OpenFHE's
+process-wide key maps."""
 
 from __future__ import annotations
 
@@ -8,13 +8,7 @@ import os
 import weakref
 from typing import Any
 
-from olafhe.core.errors import ApproximationError, CapabilityError
-
-# First degree at which EvalChebyshevSeries needs each number of levels (openfhe 1.6.1.0.22.4,
-# FLEXIBLEAUTO, measured for every degree 1..255 by `measure_chebyshev_depths`; independent of the
-# ring dimension, the input's level and its pending rescale).
-_CHEBYSHEV_DEPTH_STARTS = ((1, 1), (2, 2), (3, 3), (6, 4), (14, 5), (28, 6), (60, 7), (120, 8), (248, 9))
-MAX_CHEBYSHEV_DEGREE = 255
+from olafhe.core.errors import CapabilityError
 
 
 def load_openfhe() -> Any:
@@ -30,22 +24,6 @@ def load_openfhe() -> Any:
     except ImportError as exc:  # pragma: no cover - the wheel is a hard dependency
         raise CapabilityError(f"backend 'openfhe' needs the openfhe package (pip install openfhe): {exc}") from exc
     return openfhe
-
-
-def openfhe_chebyshev_depth(degree: int) -> int:
-    """Levels one ``EvalChebyshevSeries`` of ``degree`` consumes (measured table, degree 0 -> 0)."""
-    if degree < 0:
-        raise ApproximationError(f"degree must be >= 0, got {degree}")
-    if degree > MAX_CHEBYSHEV_DEGREE:
-        raise ApproximationError(
-            f"Chebyshev degree {degree} is above {MAX_CHEBYSHEV_DEGREE}, the largest whose OpenFHE depth "
-            f"was measured; compose lower-degree polynomials instead"
-        )
-    depth = 0
-    for start, levels in _CHEBYSHEV_DEPTH_STARTS:
-        if degree >= start:
-            depth = levels
-    return depth
 
 
 def set_openmp_threads(threads: int) -> bool:

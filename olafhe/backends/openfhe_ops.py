@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from olafhe.backends.openfhe_common import load_openfhe, openfhe_chebyshev_depth
+from olafhe.backends.openfhe_common import load_openfhe
 from olafhe.core.contract.backend import Capabilities, Client, Evaluator, OpCounter
 from olafhe.core.errors import (
     ApproximationError,
@@ -24,7 +24,12 @@ from olafhe.core.errors import (
     OutOfLevelsError,
     ShapeError,
 )
-from olafhe.core.poly.chebyshev import ChebyshevProgram, chebyshev_baby_steps, chebyshev_series_depth
+from olafhe.core.poly.chebyshev import (
+    ChebyshevProgram,
+    chebyshev_baby_steps,
+    chebyshev_depth,
+    openfhe_chebyshev_depth,
+)
 
 
 @dataclass(frozen=True)
@@ -137,13 +142,13 @@ class OpenFHEEvaluator(Evaluator):
 
     def chebyshev_depth(self, degree: int) -> int:
         """``ceil(log2(d + 1))``, or OpenFHE's own table with ``chebyshev = "native"``."""
-        return openfhe_chebyshev_depth(degree) if self.chebyshev_method == "native" else chebyshev_series_depth(degree)
+        return openfhe_chebyshev_depth(degree) if self.chebyshev_method == "native" else chebyshev_depth(degree)
 
     def _native_for(self, degree: int) -> bool:
         """Whether ``EvalChebyshevSeries`` evaluates ``degree``: always when native, never for "program";
         "auto" takes it where it reaches the optimal depth too (it is up to 15% faster there, N = 2^16)."""
         if self.chebyshev_method == "auto":
-            return openfhe_chebyshev_depth(degree) == chebyshev_series_depth(degree)
+            return openfhe_chebyshev_depth(degree) == chebyshev_depth(degree)
         return self.chebyshev_method == "native"
 
     def _zero(self, index: int) -> Any:

@@ -36,7 +36,7 @@ from olafhe.core.contract.backend import (
 from olafhe.core.errors import CapabilityError, OlafheError, ShapeError
 from olafhe.core.graph.ir import Graph
 from olafhe.core.planning.plan import Plan
-from olafhe.core.poly.approximation import chebyshev_depth
+from olafhe.core.poly.chebyshev import chebyshev_depth
 from olafhe.core.poly.polyeval import TabulatedApproximation
 
 DEFAULT_BOOTSTRAP_PRECISION_BITS = 17.6   # OpenFHE, N=2^16, SPARSE_ENCAPSULATED, [3,3], scale 59

@@ -61,7 +61,8 @@ Polynomials
     polynomials as linear combinations of baby steps ``T_1..T_k`` whose constant products land exactly
     on the output level, powers from ``T_2k = 2 T_k**2 - 1`` and ``T_{m+n} = 2 T_m T_n - T_{m-n}``. It
     consumes exactly ``ceil(log2(d + 1))`` levels with close to Paterson-Stockmeyer's number of products
-    (27 for degree 127); the same code run on level numbers gives :func:`tenseal_chebyshev_depth`.
+    (27 for degree 127); the same code run on level numbers checks that depth
+    (:func:`~olafhe.core.poly.chebyshev.chebyshev_schedule`).
 
 Zero results
     SEAL refuses to produce an exactly-zero ("transparent") ciphertext (``a - a``, a product with an
@@ -94,13 +95,7 @@ from olafhe.core.contract.backend import (
     normalize_rotations,
 )
 from olafhe.core.errors import CapabilityError, ConfigError, OutOfLevelsError, SecurityError, ShapeError
-from olafhe.core.poly.chebyshev import (
-    ChebyshevProgram,
-    chebyshev_baby_steps,
-    chebyshev_program_depth,
-    chebyshev_schedule,
-    chebyshev_series_depth,
-)
+from olafhe.core.poly.chebyshev import ChebyshevProgram, chebyshev_baby_steps, chebyshev_depth
 
 # SEAL's limits on user primes (SEAL_USER_MOD_BIT_COUNT_MIN / _MAX).
 _SEAL_MIN_PRIME_BITS = 2
@@ -367,12 +362,6 @@ class TenSEALClient(Client):
         pt = _sealapi().Plaintext()
         self._decryptor.decrypt(ciphertext.data, pt)
         return np.asarray(chain.encoder.decode_double(pt), dtype=np.float64)[:n]
-
-
-# ----------------------------------------------------------------------------- Chebyshev program
-# The depth-optimal recursion is shared with OpenFHE (olafhe.core.poly.chebyshev); TenSEAL names kept.
-tenseal_chebyshev_schedule = chebyshev_schedule
-tenseal_chebyshev_depth = chebyshev_program_depth
 
 
 # ----------------------------------------------------------------------------- evaluator
@@ -669,12 +658,12 @@ class TenSEALEvaluator(Evaluator):
     def chebyshev(self, a: Any, coefficients: np.ndarray) -> TenSEALCiphertext:
         a = self._ct(a, "chebyshev")
         coeffs = np.asarray(coefficients, dtype=np.float64).ravel()
-        self._require("chebyshev", a.level, chebyshev_series_depth(max(coeffs.size - 1, 0)))
+        self._require("chebyshev", a.level, chebyshev_depth(max(coeffs.size - 1, 0)))
         baby = chebyshev_baby_steps(max(coeffs.size - 1, 0))
         return ChebyshevProgram(_SealOps(self), a, baby).evaluate(coeffs)
 
     def chebyshev_depth(self, degree: int) -> int:
-        return tenseal_chebyshev_depth(degree)
+        return chebyshev_depth(degree)
 
     def bootstrap(self, a: Any) -> Any:
         raise CapabilityError(
@@ -760,7 +749,7 @@ class TenSEALBackend(Backend):
         )
 
     def chebyshev_depth(self, degree: int) -> int:
-        return tenseal_chebyshev_depth(degree)
+        return chebyshev_depth(degree)
 
     def keygen(self, request: KeyRequest) -> tuple[TenSEALClient, TenSEALEvaluator]:
         """Secret key stays in the client; the evaluator gets public, relinearization, Galois keys."""

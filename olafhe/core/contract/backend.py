@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from olafhe.core.errors import ConfigError, OutOfLevelsError, SecurityError
-from olafhe.core.poly.approximation import chebyshev_depth
+from olafhe.core.poly.chebyshev import chebyshev_depth
 
 # Max total coefficient-modulus bits for 128-bit classical security, uniform ternary secret
 # (HomomorphicEncryption.org standard, Table 1; the same table OpenFHE and SEAL enforce).

@@ -32,7 +32,8 @@ from pathlib import Path
 import numpy as np
 
 from olafhe.core.errors import DataError
-from olafhe.core.poly.approximation import chebyshev_depth, chebyshev_nonscalar_mults
+from olafhe.core.poly.approximation import chebyshev_nonscalar_mults
+from olafhe.core.poly.chebyshev import chebyshev_depth
 
 FORMAT = "olafhe-costs"
 VERSION = 1

@@ -16,28 +16,16 @@ Conventions (all backends and the simulator follow them):
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.polynomial import chebyshev as C
 
 from olafhe.core.errors import ApproximationError
+from olafhe.core.poly.chebyshev import chebyshev_depth
 
 FORMS = ("plain", "relu-sign")
-
-
-def chebyshev_depth(degree: int) -> int:
-    """Multiplicative depth of a degree-``degree`` Chebyshev series evaluated by Paterson–Stockmeyer.
-
-    ``ceil(log2(d + 1))``; degree 0 and 1 need no ciphertext-ciphertext product but a degree-1 series
-    with a non-integer coefficient still consumes one level for the scalar product.
-    """
-    if degree < 0:
-        raise ApproximationError(f"degree must be >= 0, got {degree}")
-    if degree == 0:
-        return 0
-    return max(1, math.ceil(math.log2(degree + 1)))
 
 
 def chebyshev_nonscalar_mults(degree: int) -> int:
@@ -228,6 +216,3 @@ def resolve_activation(activation: str | Callable[[np.ndarray], np.ndarray]) -> 
             f"unknown activation {activation!r}; known: {sorted(ACTIVATIONS)} (or pass a callable)"
         ) from None
 
-
-def unique_layers(approximations: Sequence[Approximation]) -> list[str]:
-    return sorted({a.layer for a in approximations})

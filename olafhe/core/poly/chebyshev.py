@@ -7,6 +7,10 @@ backend's ciphertexts. Libraries' own Paterson--Stockmeyer routines often take o
 decides how many activations fit between bootstraps and how many levels a bootstrap must restore.
 The same recursion run on level numbers (:func:`chebyshev_schedule`) gives the depth and the product
 counts the planner and the tests use.
+
+The project's two depth rules are defined here and nowhere else: :func:`chebyshev_depth` (depth-optimal,
+what :class:`ChebyshevProgram` and the simulator consume) and :func:`openfhe_chebyshev_depth` (OpenFHE's
+native ``EvalChebyshevSeries``, a measured table).
 """
 
 from __future__ import annotations
@@ -18,11 +22,11 @@ from typing import Generic, Protocol, TypeVar
 
 import numpy as np
 
-from olafhe.core.errors import OutOfLevelsError, ShapeError
+from olafhe.core.errors import ApproximationError, OutOfLevelsError, ShapeError
 
 __all__ = [
-    "ChebyshevOps", "ChebyshevProgram", "chebyshev_baby_steps", "chebyshev_program_depth", "chebyshev_schedule",
-    "chebyshev_series_depth",
+    "MAX_CHEBYSHEV_DEGREE", "ChebyshevOps", "ChebyshevProgram", "chebyshev_baby_steps", "chebyshev_depth",
+    "chebyshev_schedule", "openfhe_chebyshev_depth",
 ]
 
 V = TypeVar("V")
@@ -57,11 +61,43 @@ def _ceil_log2(k: int) -> int:
     return (k - 1).bit_length() if k > 1 else 0
 
 
-def chebyshev_series_depth(degree: int) -> int:
-    """``ceil(log2(degree + 1))``: the depth the recursion below is built to meet."""
+def chebyshev_depth(degree: int) -> int:
+    """Depth-optimal levels of a degree-``degree`` Chebyshev series: ``ceil(log2(degree + 1))``.
+
+    The least any polynomial of that degree can take, and what :class:`ChebyshevProgram` consumes (its
+    schedule, :func:`chebyshev_schedule`, is checked against this for every degree up to 256). A degree-1
+    series with a non-integer coefficient still consumes one level for the scalar product; degree 0 none.
+    """
     if degree < 0:
-        raise ShapeError(f"Chebyshev degree must be >= 0, got {degree}")
+        raise ApproximationError(f"degree must be >= 0, got {degree}")
     return _ceil_log2(degree + 1)
+
+
+# First degree at which OpenFHE's EvalChebyshevSeries needs each number of levels (openfhe 1.6.1.0.22.4,
+# FLEXIBLEAUTO, measured for every degree 1..255 by the openfhe backend's `measure_chebyshev_depths`;
+# independent of the ring dimension, the input's level and its pending rescale).
+_OPENFHE_DEPTH_STARTS = ((1, 1), (2, 2), (3, 3), (6, 4), (14, 5), (28, 6), (60, 7), (120, 8), (248, 9))
+MAX_CHEBYSHEV_DEGREE = 255
+"""The largest degree whose OpenFHE depth was measured."""
+
+
+def openfhe_chebyshev_depth(degree: int) -> int:
+    """Levels one native OpenFHE ``EvalChebyshevSeries`` of ``degree`` consumes (measured table, 0 -> 0).
+
+    One level more than :func:`chebyshev_depth` from degree 6 on (7 -> 4, 15 -> 5, 31 -> 6).
+    """
+    if degree < 0:
+        raise ApproximationError(f"degree must be >= 0, got {degree}")
+    if degree > MAX_CHEBYSHEV_DEGREE:
+        raise ApproximationError(
+            f"Chebyshev degree {degree} is above {MAX_CHEBYSHEV_DEGREE}, the largest whose OpenFHE depth "
+            f"was measured; compose lower-degree polynomials instead"
+        )
+    depth = 0
+    for start, levels in _OPENFHE_DEPTH_STARTS:
+        if degree >= start:
+            depth = levels
+    return depth
 
 
 class ChebyshevProgram(Generic[V]):
@@ -105,7 +141,7 @@ class ChebyshevProgram(Generic[V]):
             raise ShapeError("chebyshev: empty coefficient vector")
         if not np.all(np.isfinite(coeffs)):
             raise ShapeError("chebyshev: coefficients must be finite")
-        depth = chebyshev_series_depth(coeffs.size - 1)
+        depth = chebyshev_depth(coeffs.size - 1)
         if self.start - depth < 0:
             raise OutOfLevelsError(
                 f"chebyshev of degree {coeffs.size - 1} needs {depth} level(s) but the ciphertext has "
@@ -197,7 +233,7 @@ _SCALAR_PRODUCT_WEIGHT = 0.15
 
 
 def _schedule(degree: int, baby: int | None, start: int | None = None) -> tuple[int, int, int]:
-    begin = chebyshev_series_depth(degree) if start is None else start
+    begin = chebyshev_depth(degree) if start is None else start
     ops = _LevelOps(lowest=begin)
     # generic coefficients: no zero appears in the Chebyshev divisions, so every term is evaluated
     generic = 2.0 + np.cos(1.2345 * np.arange(degree + 1) + 0.5)
@@ -209,7 +245,7 @@ def _schedule(degree: int, baby: int | None, start: int | None = None) -> tuple[
 def chebyshev_baby_steps(degree: int) -> int:
     """The baby-step bound (a power of two) with the least weighted product count for ``degree``."""
     best, best_cost = 1, math.inf
-    for b in range(max(1, chebyshev_series_depth(degree))):
+    for b in range(max(1, chebyshev_depth(degree))):
         _, products, scalars = _schedule(degree, 1 << b)
         cost = products + _SCALAR_PRODUCT_WEIGHT * scalars
         if cost < best_cost:
@@ -226,11 +262,3 @@ def chebyshev_schedule(degree: int, start: int | None = None) -> tuple[int, int,
     reporting the lowest level any operation reached.
     """
     return _schedule(degree, chebyshev_baby_steps(degree), start)
-
-
-def chebyshev_program_depth(degree: int) -> int:
-    """True depth of :class:`ChebyshevProgram`, measured on the schedule.
-
-    Equals ``ceil(log2(degree + 1))`` (the test-suite checks every degree up to 256).
-    """
-    return chebyshev_schedule(degree)[0]

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from olafhe.core.compiler.engine import compile_program, encrypted_inference
+from olafhe.core.compiler.compile import compile_program
+from olafhe.core.compiler.runtime import encrypted_inference
 from olafhe.core.config import load_config
 from olafhe.core.planning.plan import Plan
 from olafhe.jobs import pipeline

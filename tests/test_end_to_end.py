@@ -74,7 +74,8 @@ def test_encrypted_inference_matches_simulator(config, loaded, plan: Plan, backe
 
 
 def test_backends_agree_on_classes(config, loaded, plan: Plan) -> None:
-    from olafhe.core.compiler.engine import compile_program, encrypted_inference
+    from olafhe.core.compiler.compile import compile_program
+    from olafhe.core.compiler.runtime import encrypted_inference
 
     x, _ = pipeline.test_set(loaded.data_dir, 4)
     classes = {}
@@ -147,7 +148,7 @@ def test_automatic_slots_are_sparse_only_when_bootstrapping(resnet20_graph) -> N
 
 
 def test_resnet20_compiles_at_its_automatic_slots_with_no_more_diagonals(resnet20_graph) -> None:
-    from olafhe.core.compiler.engine import compile_program
+    from olafhe.core.compiler.compile import compile_program
 
     plan = Plan.load("docs/results/resnet20-wls-dp.json")
     layers = {ly.name: ly for ly in plan.layers}

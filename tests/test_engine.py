@@ -8,7 +8,8 @@ import torch
 from numpy.polynomial import chebyshev as C
 
 from olafhe.backends.simulator import SimulatorBackend, simulate_logits
-from olafhe.core.compiler.engine import compile_program, encrypted_inference
+from olafhe.core.compiler.compile import compile_program
+from olafhe.core.compiler.runtime import encrypted_inference
 from olafhe.core.contract.backend import CKKSParams
 from olafhe.core.errors import CapabilityError, OlafheError, OutOfLevelsError
 from olafhe.core.graph.ir import Graph, Node
@@ -177,3 +178,22 @@ def test_rotation_key_budget_uses_power_of_two_chains() -> None:
         out[name + "_rotations"] = server.counter.total("rotate") + server.counter.total("rotate_hoisted")
     np.testing.assert_allclose(out["budget"], out["full"], atol=1e-9)
     assert out["budget_rotations"] > out["full_rotations"]  # chains trade rotations for key memory
+
+
+def test_linear_structure_only_compile() -> None:
+    """``layers=None``: the same linear steps (layouts, diagonals, rotations) as with a plan, and no run."""
+    graph, plan = tiny_graph(), tiny_plan()
+    full = compile_program(graph, {ly.name: ly for ly in plan.layers}, 512, plan.input_level)
+    bare = compile_program(graph, None, 512, plan.input_level)
+    assert bare.linear_report() == full.linear_report()
+    assert [(s.kind, s.out) for s in bare.steps] == [(s.kind, s.out) for s in full.steps]
+    assert bare.rotations == full.rotations and bare.bootstraps == 0
+    for a, b in zip(bare.steps, full.steps, strict=True):
+        if a.kind == "linear":
+            np.testing.assert_array_equal(a.offsets, b.offsets)
+        if a.kind == "activation":
+            assert (a.depth, a.level_in, a.bootstrap_before, a.approximation) == (0, 0, False, None)
+    backend = SimulatorBackend(CKKSParams(ring_dimension=1024, levels=12, bootstrap=False, insecure=True))
+    client, server = backend.keygen(bare.key_request())
+    with pytest.raises(OlafheError, match="linear structure only"):
+        encrypted_inference(bare, client, server, images(1)[0].numpy())

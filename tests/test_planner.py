@@ -13,7 +13,8 @@ from olafhe.approximators.composite import CompositeMinimaxApproximator
 from olafhe.approximators.wls import WLSApproximator
 from olafhe.backends.simulator import SimulatorBackend, simulate_logits
 from olafhe.core.calibration.stats import ActivationStats
-from olafhe.core.compiler.engine import compile_program, encrypted_inference
+from olafhe.core.compiler.compile import compile_program
+from olafhe.core.compiler.runtime import encrypted_inference
 from olafhe.core.contract.backend import CKKSParams
 from olafhe.core.errors import InfeasibleError
 from olafhe.core.planning.costs import CostTable
@@ -37,9 +38,7 @@ def layer_stats(graph) -> dict[str, ActivationStats]:
 
 
 def compiled(graph, cands):
-    placeholder = {n: type("P", (), {"approximation": c[0].approximation, "bootstrap_before": False,
-                                     "level_in": 0, "depth": 0})() for n, c in cands.items()}
-    return compile_program(graph, placeholder, 512, input_level=6)
+    return compile_program(graph, None, 512, input_level=6)
 
 
 def test_problem_structure_follows_the_residual_graph() -> None:

@@ -485,7 +485,9 @@ def test_engine_runs_a_compiled_program_on_tenseal() -> None:
     engine_tests = pytest.importorskip("test_engine", reason="reuses the engine tests' tiny model")
     import torch
 
-    from olafhe.core.compiler.engine import ActivationStep, LinearStep, compile_program, encrypted_inference
+    from olafhe.core.compiler.compile import compile_program
+    from olafhe.core.compiler.program import ActivationStep, LinearStep
+    from olafhe.core.compiler.runtime import encrypted_inference
 
     # 8 levels at 128-bit: 50-bit first/special primes, 40-bit scale (420 of 438 bits).
     params = CKKSParams(ring_dimension=16384, scale_bits=40, first_mod_bits=50, levels=8, bootstrap=False)

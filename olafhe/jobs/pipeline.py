@@ -25,7 +25,9 @@ import torch
 
 from olafhe.core.calibration.calibrate import calibrate
 from olafhe.core.calibration.stats import CalibrationResult
-from olafhe.core.compiler.engine import Program, compile_program, encrypted_inference
+from olafhe.core.compiler.compile import compile_program
+from olafhe.core.compiler.program import Program
+from olafhe.core.compiler.runtime import encrypted_inference
 from olafhe.core.config import Config
 from olafhe.core.contract.backend import Backend, Capabilities, CKKSParams
 from olafhe.core.contract.interfaces import Approximator, DegreeOptimizer

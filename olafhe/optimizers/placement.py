@@ -1,6 +1,6 @@
 """Level and bootstrap placement: the exact level-state dynamic program shared by every optimizer.
 
-The level model (it mirrors what :mod:`olafhe.core.compiler.engine` executes; levels count *remaining* levels):
+The level model (it mirrors what :mod:`olafhe.core.compiler.runtime` executes; levels count *remaining* levels):
 
 * The client encrypts at ``input_level`` (any level ``0..max_level``; lower is cheaper).
 * Before activation ``i``: ``linear_depth`` levels of linear work that starts at the main ciphertext's

@@ -16,7 +16,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from olafhe.core.compiler.engine import ActivationStep, AddStep, LinearStep, Program
+from olafhe.core.compiler.program import ActivationStep, AddStep, LinearStep, Program
 from olafhe.core.compiler.rotations import RotationChains
 from olafhe.core.contract.interfaces import (
     Candidate,

@@ -16,10 +16,11 @@ import pytest
 from olafhe.core.contract.interfaces import Candidate, LayerSlot, OptimizationProblem, Solution
 from olafhe.core.contract.registry import registry
 from olafhe.core.errors import ConfigError, InfeasibleError
+from olafhe.core.planning.costs import level_costs
+from olafhe.core.planning.planner import top_level
 from olafhe.core.poly.approximation import Approximation
 from olafhe.optimizers.dp import DPOptimizer, distortion_units
 from olafhe.optimizers.greedy import GreedyOptimizer
-from olafhe.optimizers.placement import level_costs
 from olafhe.optimizers.uniform import UniformOptimizer
 
 # ------------------------------------------------------------------------------------------------
@@ -45,7 +46,7 @@ def synthetic(seed: int, n: int, n_cand: int, max_level: int, configs: dict[int,
     """Random small problem. ``structure``: chain, resnet (layer i adds layer i-2's output for even
     i >= 2) or overlap (layer 3 adds layer 0 and layer 4 adds layer 1: two pending skips at once)."""
     rng = np.random.default_rng(seed)
-    top = max([max_level, *configs])
+    top = top_level(max_level, configs)
     degrees = [1, 2, 3, 5, 7]
     layers = []
     for i in range(n):

@@ -3,7 +3,7 @@
 Problem: pick one candidate per activation layer, the bootstrap positions, one bootstrap level ``L``
 (a key of ``bootstrap_configs``), every activation's ``level_in`` and the encryption level, to minimize
 the predicted seconds (linear work + activations + bootstraps + tail) subject to
-``sum(distortion) <= budget`` and the level rules of :mod:`olafhe.optimizers.placement`.
+``sum(distortion) <= budget`` and the level rules of :mod:`olafhe.optimizers.level_model`.
 
 Budget discretization. The budget is split into ``K = resolution`` units of ``budget / K``; every
 candidate's distortion is rounded *up* to whole units, so any plan whose units fit in ``K`` also meets
@@ -54,15 +54,8 @@ import numpy as np
 
 from olafhe.core.contract.interfaces import DegreeOptimizer, OptimizationProblem, Solution
 from olafhe.core.errors import InfeasibleError
-from olafhe.optimizers.placement import (
-    Structure,
-    best_path,
-    check_budget,
-    check_leveled_depth,
-    no_plan_message,
-    prepare,
-    to_solution,
-)
+from olafhe.optimizers.level_model import Structure, check_budget, check_leveled_depth, no_plan_message, prepare
+from olafhe.optimizers.placement import best_path, to_solution
 
 
 def distortion_units(distortion: np.ndarray, budget: float, resolution: int) -> np.ndarray:

@@ -26,7 +26,8 @@ import numpy as np
 
 from olafhe.core.contract.interfaces import DegreeOptimizer, OptimizationProblem, Solution
 from olafhe.core.errors import InfeasibleError
-from olafhe.optimizers.placement import INF, Structure, check_budget, place, prepare
+from olafhe.optimizers.level_model import INF, Structure, check_budget, prepare
+from olafhe.optimizers.placement import place
 
 
 def estimated_seconds(s: Structure, problem: OptimizationProblem, reference_level: int | None,

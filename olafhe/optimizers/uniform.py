@@ -15,7 +15,8 @@ import numpy as np
 
 from olafhe.core.contract.interfaces import DegreeOptimizer, OptimizationProblem, Solution
 from olafhe.core.errors import ConfigError
-from olafhe.optimizers.placement import place, prepare
+from olafhe.optimizers.level_model import prepare
+from olafhe.optimizers.placement import place
 
 
 class UniformOptimizer(DegreeOptimizer):

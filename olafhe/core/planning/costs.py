@@ -13,7 +13,8 @@ a machine by ``olafhe costs --backend NAME``. Shipped tables live in ``olafhe/co
 Op kinds: add, add_plain, add_scalar, multiply, multiply_plain, multiply_scalar, rotate,
 rotate_hoisted (each rotation after the shared precomputation), hoist_precompute, level_reduce,
 encode (one plaintext vector at that level), chebyshev_<degree> (optional, measured whole-series).
-Levels between measured ones are interpolated linearly (cost grows about linearly in RNS limbs).
+Levels between measured ones are interpolated linearly (cost grows about linearly in RNS limbs), by
+:func:`interpolate_seconds`.
 
 Only bootstrapping depends on the number of slots (its CoeffsToSlots/SlotsToCoeffs transforms are
 that large, and below N/4 slots one modular reduction serves real and imaginary parts), so a table
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 import json
 import platform
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
@@ -37,10 +38,36 @@ from olafhe.core.poly.chebyshev import chebyshev_depth
 
 FORMAT = "olafhe-costs"
 VERSION = 1
-OP_KINDS = (
-    "add", "add_plain", "add_scalar", "multiply", "multiply_plain", "multiply_scalar", "rotate",
-    "rotate_hoisted", "hoist_precompute", "level_reduce", "encode",
-)
+
+
+def interpolate_seconds(table: Mapping[int, float], levels: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Seconds at each of ``levels`` from a sparse ``{level: seconds}`` table: the one interpolation rule
+    of every cost lookup (the cost table's and the optimizers' level vectors).
+
+    Empty table -> 0 s; one entry -> that value everywhere; otherwise linear interpolation between the
+    given levels (exact at them) and, outside them, linear extrapolation along the two nearest given
+    levels, floored at a tenth of the smallest given value.
+    """
+    at = np.asarray(levels, dtype=np.float64)
+    if not table:
+        return np.zeros(at.shape)
+    known = np.array(sorted(int(k) for k in table), dtype=np.float64)
+    values = np.array([float(table[int(k)]) for k in known])
+    if known.size == 1:
+        return np.full(at.shape, values[0])
+    out = np.interp(at, known, values)
+    floor = 0.1 * values.min()
+    below, above = at < known[0], at > known[-1]
+    slope_lo = (values[1] - values[0]) / (known[1] - known[0])
+    slope_hi = (values[-1] - values[-2]) / (known[-1] - known[-2])
+    out[below] = np.maximum(values[0] + slope_lo * (at[below] - known[0]), floor)
+    out[above] = np.maximum(values[-2] + slope_hi * (at[above] - known[-2]), floor)
+    return out
+
+
+def level_costs(table: Mapping[int, float], top: int) -> np.ndarray:
+    """Seconds at every level ``0..top`` (see :func:`interpolate_seconds`)."""
+    return interpolate_seconds(table, np.arange(top + 1))
 
 
 @dataclass
@@ -77,7 +104,7 @@ class CostTable:
         return replace(self, bootstrap=boot, params={**self.params, "bootstrap_slots": usable[0]})
 
     def cost(self, kind: str, level: int) -> float:
-        """Seconds for one ``kind`` operation at ``level`` (interpolated/extrapolated linearly)."""
+        """Seconds for one ``kind`` operation at ``level`` (:func:`interpolate_seconds` between measured levels)."""
         if kind.startswith("chebyshev_") and kind not in self.ops:
             return self.chebyshev_cost(int(kind.split("_")[1]), level)
         table = self.ops.get(kind)
@@ -87,29 +114,13 @@ class CostTable:
             if kind in ("hoist_precompute", "level_reduce", "encode"):
                 return 0.0
             raise DataError(f"cost table {self.backend}-N{self.ring_dimension} has no entry for {kind!r}")
-        levels = np.array(sorted(table), dtype=np.float64)
-        values = np.array([table[int(lv)] for lv in levels])
-        if len(levels) == 1:
-            return float(values[0])
-        if level <= levels[0] or level >= levels[-1]:
-            # linear extrapolation from the two nearest points, never below a tenth of the smallest
-            i = 0 if level <= levels[0] else len(levels) - 2
-            slope = (values[i + 1] - values[i]) / (levels[i + 1] - levels[i])
-            est = values[i] + slope * (level - levels[i])
-            return float(max(est, 0.1 * values.min()))
-        return float(np.interp(level, levels, values))
+        return float(interpolate_seconds(table, [level])[0])
 
     def bootstrap_cost(self, level_after: int) -> float:
+        """Seconds of one bootstrap that refreshes to ``level_after`` (interpolated like :meth:`cost`)."""
         if not self.bootstrap:
             raise DataError(f"cost table {self.backend}-N{self.ring_dimension} has no bootstrap costs")
-        if level_after in self.bootstrap:
-            return float(self.bootstrap[level_after])
-        keys = np.array(sorted(self.bootstrap), dtype=np.float64)
-        vals = np.array([self.bootstrap[int(k)] for k in keys])
-        if len(keys) == 1:
-            return float(vals[0])
-        return float(np.interp(level_after, keys, vals, left=None, right=None)) if keys[0] <= level_after <= keys[-1] \
-            else float(vals[0] + (vals[-1] - vals[0]) / (keys[-1] - keys[0]) * (level_after - keys[0]))
+        return float(interpolate_seconds(self.bootstrap, [level_after])[0])
 
     def bootstrap_params(self, level_after: int) -> dict:
         """CKKS parameters of the measured bootstrapping configuration that refreshes to ``level_after``.

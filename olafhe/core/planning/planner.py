@@ -13,7 +13,7 @@ meets the accuracy target (plaintext accuracy minus the allowed drop). The test 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from olafhe.core.compiler.program import ActivationStep, AddStep, LinearStep, Program
@@ -30,6 +30,12 @@ from olafhe.core.errors import InfeasibleError, OlafheError
 from olafhe.core.planning.costs import CostTable
 from olafhe.core.planning.plan import Plan, PlanLayer
 from olafhe.core.poly.approximation import Approximation
+
+
+def top_level(max_level: int, bootstrap_configs: Iterable[int]) -> int:
+    """The highest level any ciphertext can have: a fresh encryption's ``max_level`` or the level a
+    bootstrap (one per entry of ``bootstrap_configs``, keyed by its level after bootstrap) returns."""
+    return max([max_level, *bootstrap_configs])
 
 
 def linear_step_seconds(step: LinearStep, costs: CostTable, level: int, chains: RotationChains | None = None) -> float:
@@ -119,7 +125,7 @@ def build_problem(program: Program, candidates: dict[str, list[Candidate]], cost
                   max_level: int, bootstrap_configs: dict[int, float]) -> OptimizationProblem:
     struct = program_structure(program)
     chains = program.chains
-    top = max([max_level, *bootstrap_configs]) if bootstrap_configs else max_level
+    top = top_level(max_level, bootstrap_configs)
     levels = range(0, top + 1)
     slots = []
     for name in struct.order:
@@ -316,7 +322,3 @@ def tune_budget(optimizer: DegreeOptimizer, problem: OptimizationProblem,
         good, good_budget = tight, lo
     sol, plan, acc = good
     return TuningResult(plan, sol, good_budget, acc, target, history)
-
-
-def top_level(problem: OptimizationProblem) -> int:
-    return max([problem.max_level, *problem.bootstrap_configs]) if problem.bootstrap_configs else problem.max_level

@@ -8,12 +8,21 @@ import numpy as np
 import pytest
 import torch
 
-from olafhe.core.calibration.calibrate import FINE, calibrate, calibration_images
+from olafhe.core.calibration.calibrate import FINE, calibrate
 from olafhe.core.calibration.stats import DEFAULT_QUANTILES, CalibrationResult
 from olafhe.core.errors import ShapeError
 from olafhe.data import to_tensor
+from olafhe.data.cifar import balanced_subset, load_cifar10
 
 BINS = 256
+
+
+def calibration_images(n: int, data_dir: Path, seed: int = 0) -> tuple[np.ndarray, str]:
+    """A fixed class-balanced subset of ``n`` CIFAR-10 *training* images (uint8) and a description of it."""
+    x, y = load_cifar10("train_subset", data_dir)
+    n = min(n, len(y))
+    idx = balanced_subset(y, n, seed=seed) if n < len(y) else np.arange(len(y))
+    return x[idx], f"cifar10/train_subset ({n} images, class-balanced, seed {seed})"
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +33,7 @@ def train64(data_dir: Path) -> tuple[np.ndarray, str]:
 @pytest.fixture(scope="module")
 def result(resnet20, train64) -> CalibrationResult:
     images, source = train64
-    return calibrate(resnet20.graph, images, bins=BINS, batch_size=24, progress=False,
+    return calibrate(resnet20.graph, to_tensor(images), bins=BINS, batch_size=24, progress=False,
                      model_name="resnet20", source=source)
 
 
@@ -76,7 +85,7 @@ def test_histogram_and_quantiles_are_consistent(result: CalibrationResult, resne
 
 def test_batch_size_and_input_form_do_not_matter(result: CalibrationResult, resnet20, train64) -> None:
     images, _ = train64
-    other = calibrate(resnet20.graph, to_tensor(images), bins=BINS, batch_size=64, progress=False)
+    other = calibrate(resnet20.graph, to_tensor(images).numpy(), bins=BINS, batch_size=64, progress=False)
     for a, b in zip(result.layers, other.layers, strict=True):
         assert (a.count, a.min, a.max) == (b.count, b.min, b.max)
         assert a.mean == pytest.approx(b.mean, rel=1e-12, abs=1e-12)
@@ -97,9 +106,9 @@ def test_save_load_round_trip_is_exact(result: CalibrationResult, tmp_path: Path
 
 
 def test_bad_images(small_cnn) -> None:
-    with pytest.raises(ShapeError, match=r"uint8 \(N, 32, 32, 3\) NHWC"):
-        calibrate(small_cnn.graph, np.zeros((2, 3, 32, 32), np.uint8), progress=False)
+    with pytest.raises(ShapeError, match=r"normalized float \(N, 3, 32, 32\).*convert raw images"):
+        calibrate(small_cnn.graph, np.zeros((2, 32, 32, 3), np.uint8), progress=False)
     with pytest.raises(ShapeError, match="at least one image"):
-        calibrate(small_cnn.graph, np.zeros((0, 32, 32, 3), np.uint8), progress=False)
+        calibrate(small_cnn.graph, torch.zeros(0, 3, 32, 32), progress=False)
     with pytest.raises(ShapeError, match=r"\(N, 3, 32, 32\)"):
         calibrate(small_cnn.graph, torch.zeros(2, 3, 16, 16), progress=False)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -68,32 +67,25 @@ class _Moments:
         return float(np.sqrt(self.m2 / self.count)) if self.count else 0.0
 
 
-def _batches(images: np.ndarray | torch.Tensor, batch_size: int) -> list[slice]:
+def _batches(images: torch.Tensor, batch_size: int) -> list[slice]:
     n = len(images)
     if n == 0:
         raise ShapeError("calibration needs at least one image, got an empty array")
     return [slice(s, min(s + batch_size, n)) for s in range(0, n, batch_size)]
 
 
-def _as_input(images: np.ndarray | torch.Tensor, shape: tuple[int, ...]) -> tuple[object, bool]:
-    """Validate the image array; return it and whether it is uint8 NHWC (needs :func:`to_tensor`)."""
-    if isinstance(images, np.ndarray) and images.dtype == np.uint8:
-        if images.ndim != 4 or (images.shape[3], images.shape[1], images.shape[2]) != tuple(shape):
-            raise ShapeError(
-                f"calibration images must be uint8 (N, {shape[1]}, {shape[2]}, {shape[0]}) NHWC, "
-                f"got {tuple(images.shape)}"
-            )
-        return images, True
+def _as_input(images: np.ndarray | torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """The images as a float (N, *shape) tensor; raw images (e.g. uint8 NHWC) are the caller's to convert."""
     if isinstance(images, np.ndarray) and np.issubdtype(images.dtype, np.floating):
         images = torch.from_numpy(images)
     if not isinstance(images, torch.Tensor) or not images.is_floating_point():
         raise ShapeError(
-            f"calibration images must be a uint8 NHWC array or a normalized float NCHW tensor, "
-            f"got {type(images).__name__} {getattr(images, 'dtype', '')}"
+            f"calibration images must be a normalized float (N, {', '.join(map(str, shape))}) tensor or array, "
+            f"got {type(images).__name__} {getattr(images, 'dtype', '')} (convert raw images first)"
         )
     if images.dim() != 4 or tuple(images.shape[1:]) != tuple(shape):
         raise ShapeError(f"calibration images must be (N, {', '.join(map(str, shape))}), got {tuple(images.shape)}")
-    return images, False
+    return images
 
 
 def _quantiles(fine: np.ndarray, lo: float, hi: float, count: int) -> dict[float, float]:
@@ -124,70 +116,25 @@ def calibrate(
 ) -> CalibrationResult:
     """Record input statistics of every activation layer of ``graph`` over ``images``.
 
-    ``images``: uint8 (N, H, W, C) as loaded from CIFAR (normalized here with
-    :func:`~olafhe.data.cifar.to_tensor`), or an already normalized float (N, C, H, W) tensor/array.
-    Layers are returned in graph order, named after the activation nodes.
+    ``images``: the graph's inputs, normalized, as a float (N, C, H, W) tensor or array (raw CIFAR
+    images go through :func:`olafhe.data.cifar.to_tensor` first). Layers are returned in graph order,
+    named after the activation nodes.
     """
     if bins < 1 or batch_size < 1:
         raise ConfigError(f"calibration needs bins >= 1 and batch_size >= 1, got bins={bins}, batch_size={batch_size}")
-    from olafhe.data.cifar import to_tensor  # local: core does not depend on the data package at import
-
     start = time.perf_counter()
-    shape = tuple(graph.input_shape)
-    images, raw = _as_input(images, shape)
+    images = _as_input(images, tuple(graph.input_shape))
     slices = _batches(images, batch_size)
     names = [n.name for n in graph.activations()]
-    n_fine = FINE * bins
-
-    def batch(s: slice) -> torch.Tensor:
-        return to_tensor(images[s]) if raw else images[s]
-
     bar = tqdm(total=2 * len(slices), desc=f"calibrating {model_name or graph.name}", unit="batch",
                disable=not progress, leave=False)
-    moments = {name: _Moments() for name in names}
-
-    def first(name: str, x: torch.Tensor) -> None:
-        moments[name].update(x.detach().reshape(-1).to(torch.float64))
-
-    fine = {name: torch.zeros(n_fine, dtype=torch.float64) for name in names}
-    ranges: dict[str, tuple[float, float]] = {}
-
-    def second(name: str, x: torch.Tensor) -> None:
-        lo, hi = ranges[name]
-        # clamp guards against a value outside pass 1's range (histc would silently drop it)
-        v = x.detach().reshape(-1).to(torch.float64).clamp_(lo, hi)
-        fine[name] += torch.histc(v, bins=n_fine, min=lo, max=hi)
-
     try:
-        with torch.no_grad():
-            for s in slices:
-                graph.forward(batch(s), hook=first)
-                bar.update()
-            for name in names:
-                m = moments[name]
-                lo, hi = m.min, m.max
-                ranges[name] = (lo, hi if hi > lo else lo + max(1e-12, abs(lo) * 1e-12))
-            for s in slices:
-                graph.forward(batch(s), hook=second)
-                bar.update()
+        moments = _first_pass(graph, images, slices, names, bar)
+        ranges = {name: _histogram_range(moments[name]) for name in names}
+        fine = _second_pass(graph, images, slices, ranges, FINE * bins, bar)
     finally:
         bar.close()
-
-    layers = []
-    for name in names:
-        m, counts = moments[name], fine[name].numpy()
-        lo, hi = ranges[name]
-        layers.append(ActivationStats(
-            name=name,
-            count=m.count,
-            min=m.min,
-            max=m.max,
-            mean=m.mean,
-            std=m.std,
-            quantiles=_quantiles(counts, lo, hi, m.count),
-            hist_edges=np.linspace(lo, hi, bins + 1),
-            hist_counts=counts.reshape(bins, FINE).sum(axis=1),
-        ))
+    layers = [_layer_stats(name, moments[name], fine[name].numpy(), ranges[name], bins) for name in names]
     return CalibrationResult(
         model=model_name or graph.name,
         images=len(images),
@@ -197,14 +144,56 @@ def calibrate(
     )
 
 
-def calibration_images(n: int, data_dir: str | Path | None = None, seed: int = 0) -> tuple[np.ndarray, str]:
-    """A fixed class-balanced subset of ``n`` CIFAR-10 *training* images and a description of it.
+def _first_pass(graph: Graph, images: torch.Tensor, slices: list[slice], names: list[str],
+                bar: tqdm) -> dict[str, _Moments]:
+    """Count, min, max, mean and M2 of every activation's inputs."""
+    moments = {name: _Moments() for name in names}
 
-    Calibration always uses the ``train_subset`` split: the test set is only for reporting accuracy.
-    """
-    from olafhe.data.cifar import balanced_subset, load_cifar10
+    def hook(name: str, x: torch.Tensor) -> None:
+        moments[name].update(x.detach().reshape(-1).to(torch.float64))
 
-    x, y = load_cifar10("train_subset", data_dir)
-    n = min(n, len(y))
-    idx = balanced_subset(y, n, seed=seed) if n < len(y) else np.arange(len(y))
-    return x[idx], f"cifar10/train_subset ({n} images, class-balanced, seed {seed})"
+    with torch.no_grad():
+        for s in slices:
+            graph.forward(images[s], hook=hook)
+            bar.update()
+    return moments
+
+
+def _histogram_range(m: _Moments) -> tuple[float, float]:
+    """[min, max], widened by a hair when all values are equal (a histogram needs a positive width)."""
+    lo, hi = m.min, m.max
+    return lo, hi if hi > lo else lo + max(1e-12, abs(lo) * 1e-12)
+
+
+def _second_pass(graph: Graph, images: torch.Tensor, slices: list[slice], ranges: dict[str, tuple[float, float]],
+                 n_fine: int, bar: tqdm) -> dict[str, torch.Tensor]:
+    """Fine histogram of ``n_fine`` equal bins on each activation's range."""
+    fine = {name: torch.zeros(n_fine, dtype=torch.float64) for name in ranges}
+
+    def hook(name: str, x: torch.Tensor) -> None:
+        lo, hi = ranges[name]
+        # clamp guards against a value outside pass 1's range (histc would silently drop it)
+        v = x.detach().reshape(-1).to(torch.float64).clamp_(lo, hi)
+        fine[name] += torch.histc(v, bins=n_fine, min=lo, max=hi)
+
+    with torch.no_grad():
+        for s in slices:
+            graph.forward(images[s], hook=hook)
+            bar.update()
+    return fine
+
+
+def _layer_stats(name: str, m: _Moments, counts: np.ndarray, value_range: tuple[float, float],
+                 bins: int) -> ActivationStats:
+    lo, hi = value_range
+    return ActivationStats(
+        name=name,
+        count=m.count,
+        min=m.min,
+        max=m.max,
+        mean=m.mean,
+        std=m.std,
+        quantiles=_quantiles(counts, lo, hi, m.count),
+        hist_edges=np.linspace(lo, hi, bins + 1),
+        hist_counts=counts.reshape(bins, FINE).sum(axis=1),
+    )

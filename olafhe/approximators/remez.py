@@ -71,16 +71,8 @@ def remez(
     sorted ascending) and ``target`` shape ``(grid size,)``. Returns when the ``n + 1`` alternation
     errors agree within ``tol`` (relative); raises :class:`RemezError` otherwise.
     """
-    basis = np.asarray(basis, dtype=np.float64)
-    target = np.asarray(target, dtype=np.float64)
+    basis, target = _checked(basis, target)
     m, n = basis.shape
-    if target.shape != (m,):
-        raise ApproximationError(f"remez: target has shape {target.shape}, expected ({m},)")
-    if m < n + 1:
-        raise ApproximationError(f"remez: a grid of {m} points cannot hold {n + 1} alternation points")
-    if not (np.all(np.isfinite(basis)) and np.all(np.isfinite(target))):
-        raise ApproximationError("remez: basis or target has non-finite values")
-
     scale = max(float(np.max(np.abs(target))), 1e-300)
     # Start from the least-squares solution: its error already alternates roughly like the optimum's,
     # which saves most of the iterations a start from Chebyshev extrema would take on a kinked target.
@@ -122,6 +114,20 @@ def remez(
         f"min/max = {ratio:.4f} (need >= {1.0 - tol:.4f})",
         ratio,
     )
+
+
+def _checked(basis: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``basis`` and ``target`` as float64, after checking their shapes and values."""
+    basis = np.asarray(basis, dtype=np.float64)
+    target = np.asarray(target, dtype=np.float64)
+    m, n = basis.shape
+    if target.shape != (m,):
+        raise ApproximationError(f"remez: target has shape {target.shape}, expected ({m},)")
+    if m < n + 1:
+        raise ApproximationError(f"remez: a grid of {m} points cannot hold {n + 1} alternation points")
+    if not (np.all(np.isfinite(basis)) and np.all(np.isfinite(target))):
+        raise ApproximationError("remez: basis or target has non-finite values")
+    return basis, target
 
 
 def _alternating_extrema(error: np.ndarray, count: int) -> np.ndarray:

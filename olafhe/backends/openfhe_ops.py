@@ -24,12 +24,7 @@ from olafhe.core.errors import (
     OutOfLevelsError,
     ShapeError,
 )
-from olafhe.core.poly.chebyshev import (
-    ChebyshevProgram,
-    chebyshev_baby_steps,
-    chebyshev_depth,
-    openfhe_chebyshev_depth,
-)
+from olafhe.core.poly.chebyshev import ChebyshevProgram, chebyshev_baby_steps, chebyshev_depth, openfhe_chebyshev_depth
 
 
 @dataclass(frozen=True)

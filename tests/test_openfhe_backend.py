@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from numpy.polynomial import chebyshev as C
 
-from olafhe.backends.openfhe_common import load_openfhe
+from olafhe.backends.openfhe.common import load_openfhe
 from olafhe.core.errors import OlafheError
 
 # Load openfhe through the backend so that OMP_WAIT_POLICY=PASSIVE is set before libgomp starts
@@ -23,10 +23,9 @@ try:
 except OlafheError as exc:  # pragma: no cover - openfhe is a hard dependency
     pytest.skip(str(exc), allow_module_level=True)
 
-from olafhe.backends.openfhe_backend import (  # noqa: E402
+from olafhe.backends.openfhe.backend import OpenFHEBackend, measure_chebyshev_depths  # noqa: E402
+from olafhe.backends.openfhe.common import (  # noqa: E402
     MAX_CHEBYSHEV_DEGREE,
-    OpenFHEBackend,
-    measure_chebyshev_depths,
     openfhe_chebyshev_depth,
     set_openmp_threads,
 )

@@ -107,17 +107,19 @@ class TenSEALEvaluator(Evaluator):
 
         return self._run(op, level)
 
+    def _lower(self, a: TenSEALCiphertext, level: int) -> TenSEALCiphertext:
+        """``a`` brought down to ``level`` if it is above (recorded as ``level_reduce`` from ``level + 1``)."""
+        if a.level <= level:
+            return a
+        start = time.perf_counter()
+        out = self._down(a, level)
+        self._timed("level_reduce", level + 1, start)
+        return out
+
     def _align(self, a: TenSEALCiphertext, b: TenSEALCiphertext) -> tuple[TenSEALCiphertext, TenSEALCiphertext]:
-        """Bring the higher operand down to the lower one's level (recorded as ``level_reduce``)."""
-        if a.level > b.level:
-            start = time.perf_counter()
-            a = self._down(a, b.level)
-            self._timed("level_reduce", b.level + 1, start)
-        elif b.level > a.level:
-            start = time.perf_counter()
-            b = self._down(b, a.level)
-            self._timed("level_reduce", a.level + 1, start)
-        return a, b
+        """Bring the higher operand down to the lower one's level."""
+        level = min(a.level, b.level)
+        return self._lower(a, level), self._lower(b, level)
 
     def _plain(self, values: Any, level: int, what: str) -> Any:
         """A SEAL plaintext at ``level`` and scale ``S_level`` from a vector or a TenSEALPlaintext."""
@@ -232,13 +234,7 @@ class TenSEALEvaluator(Evaluator):
         wrapped = [self._ct(c, "multiply_plain_sum") for c in cts]
         level = min(c.level for c in wrapped)
         self._require("multiply_plain_sum", level)
-        aligned = []
-        for c in wrapped:
-            if c.level > level:
-                start = time.perf_counter()
-                c = self._down(c, level)
-                self._timed("level_reduce", level + 1, start)
-            aligned.append(c)
+        aligned = [self._lower(c, level) for c in wrapped]
         encoded = [self._plain(v, level, "multiply_plain_sum") for v in plains]
         start = time.perf_counter()
         acc = None

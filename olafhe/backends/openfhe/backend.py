@@ -221,17 +221,7 @@ class OpenFHEBackend(Backend):
             precision = float(p.extra.get("bootstrap_precision_bits", measured))
         else:
             precision = float(p.scale_bits - _FRESH_PRECISION_LOSS)
-        return Capabilities(
-            backend=self.name,
-            slots=p.slot_count,
-            ring_dimension=p.ring_dimension,
-            max_level=p.levels,
-            bootstrapping=p.bootstrap,
-            level_after_bootstrap=p.levels if p.bootstrap else None,
-            security_bits=security,
-            precision_bits=precision,
-            scale_bits=p.scale_bits,
-        )
+        return self.make_capabilities(security_bits=security, precision_bits=precision)
 
     def keygen(self, request: KeyRequest) -> tuple[OpenFHEClient, OpenFHEEvaluator]:
         """Fresh context and keys: relinearization, exactly ``request.rotations``, bootstrap if asked."""

@@ -91,17 +91,10 @@ class TenSEALBackend(Backend):
         return check_security(self.params, self.total_modulus_bits())
 
     def capabilities(self) -> Capabilities:
-        p = self.params
-        return Capabilities(
-            backend=self.name,
-            slots=p.slot_count,
-            ring_dimension=p.ring_dimension,
-            max_level=p.levels,
-            bootstrapping=False,
-            level_after_bootstrap=None,
+        return self.make_capabilities(
             security_bits=self._security_bits(),
-            precision_bits=estimated_precision_bits(p),
-            scale_bits=p.scale_bits,
+            precision_bits=estimated_precision_bits(self.params),
+            bootstrapping=False,
         )
 
     def chebyshev_depth(self, degree: int) -> int:

@@ -62,6 +62,7 @@ class TenSEALClient(Client):
         self._decryptor.decrypt(ciphertext.data, pt)
         return np.asarray(chain.encoder.decode_double(pt), dtype=np.float64)[:n]
 
+
 # ----------------------------------------------------------------------------- backend
 class TenSEALBackend(Backend):
     """CKKS on SEAL (through TenSEAL's bundled bindings): no bootstrapping, exact per-level scales."""

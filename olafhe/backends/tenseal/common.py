@@ -122,6 +122,7 @@ def choose_scale_primes(
         f"SEAL cannot build a coefficient modulus of {levels} primes within {bound} bits near 2**{scale_bits}"
     )
 
+
 # ----------------------------------------------------------------------------- Chebyshev program
 # The depth-optimal recursion is shared with OpenFHE (olafhe.core.poly.chebyshev); TenSEAL names kept.
 tenseal_chebyshev_schedule = chebyshev_schedule
@@ -152,6 +153,7 @@ class TenSEALPlaintext:
     level: int
     values: np.ndarray
     chain: ModulusChain
+
 
 # ----------------------------------------------------------------------------- the modulus chain
 class ModulusChain:

@@ -329,6 +329,7 @@ class TenSEALEvaluator(Evaluator):
             "or a plan whose depth fits ckks.levels"
         )
 
+
 class _SealOps:
     """:class:`ChebyshevOps` on real ciphertexts through the evaluator (so every op is recorded)."""
 

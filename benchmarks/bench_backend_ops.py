@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from olafhe.backends.openfhe_backend import OpenFHEBackend
-from olafhe.backends.openfhe_common import load_openfhe
+from olafhe.backends.openfhe.backend import OpenFHEBackend
+from olafhe.backends.openfhe.common import load_openfhe
 from olafhe.core.contract.backend import CKKSParams, KeyRequest
 
 load_openfhe()  # before anything else imports openfhe: sets OMP_WAIT_POLICY=PASSIVE for libgomp

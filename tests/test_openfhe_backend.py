@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from numpy.polynomial import chebyshev as C
 
-from olafhe.backends.openfhe_common import load_openfhe
+from olafhe.backends.openfhe.common import load_openfhe
 from olafhe.core.errors import OlafheError
 
 # Load openfhe through the backend so that OMP_WAIT_POLICY=PASSIVE is set before libgomp starts
@@ -23,11 +23,8 @@ try:
 except OlafheError as exc:  # pragma: no cover - openfhe is a hard dependency
     pytest.skip(str(exc), allow_module_level=True)
 
-from olafhe.backends.openfhe_backend import (  # noqa: E402
-    OpenFHEBackend,
-    measure_chebyshev_depths,
-    set_openmp_threads,
-)
+from olafhe.backends.openfhe.backend import OpenFHEBackend, measure_chebyshev_depths  # noqa: E402
+from olafhe.backends.openfhe.common import set_openmp_threads  # noqa: E402
 from olafhe.core.contract.backend import CKKSParams, KeyRequest  # noqa: E402
 from olafhe.core.errors import (  # noqa: E402
     ApproximationError,

@@ -18,8 +18,8 @@ from numpy.polynomial import chebyshev as C
 tenseal = pytest.importorskip("tenseal")
 sealapi = pytest.importorskip("tenseal.sealapi")
 
-from olafhe.backends.tenseal_backend import (  # noqa: E402
-    TenSEALBackend,
+from olafhe.backends.tenseal.backend import TenSEALBackend  # noqa: E402
+from olafhe.backends.tenseal.common import (  # noqa: E402
     TenSEALCiphertext,
     TenSEALPlaintext,
     choose_scale_primes,

@@ -7,8 +7,8 @@ from olafhe.core.contract.hookspecs import hookimpl
 
 @hookimpl
 def olafhe_backends() -> list[type]:
-    from olafhe.backends.openfhe_backend import OpenFHEBackend
+    from olafhe.backends.openfhe.backend import OpenFHEBackend
     from olafhe.backends.simulator import SimulatorBackend
-    from olafhe.backends.tenseal_backend import TenSEALBackend
+    from olafhe.backends.tenseal.backend import TenSEALBackend
 
     return [SimulatorBackend, OpenFHEBackend, TenSEALBackend]

@@ -63,16 +63,9 @@ class SimulatorBackend(Backend):
 
     def capabilities(self) -> Capabilities:
         p = self.params
-        return Capabilities(
-            backend=self.name,
-            slots=p.slot_count,
-            ring_dimension=p.ring_dimension,
-            max_level=p.levels,
-            bootstrapping=p.bootstrap,
-            level_after_bootstrap=p.levels if p.bootstrap else None,
+        return self.make_capabilities(
             security_bits=0 if p.insecure else 128,
             precision_bits=float(p.extra.get("bootstrap_precision_bits", DEFAULT_BOOTSTRAP_PRECISION_BITS)),
-            scale_bits=p.scale_bits,
         )
 
     def keygen(self, request: KeyRequest) -> tuple[SimClient, SimEvaluator]:

@@ -145,10 +145,8 @@ class OpCounter:
         self.seconds[(kind, level)] += seconds
 
     def total(self, kind: str | None = None) -> int:
+        """Operations of ``kind`` (all kinds by default), over every level."""
         return sum(c for (k, _), c in self.counts.items() if kind is None or k == kind)
-
-    def snapshot(self) -> Counter[tuple[str, int]]:
-        return Counter(self.counts)
 
     def reset(self) -> None:
         self.counts.clear()
@@ -275,17 +273,29 @@ class Backend(ABC):
         """Levels one Chebyshev series of ``degree`` consumes on this backend."""
         return chebyshev_depth(degree)
 
-    def cost_table(self) -> CostTable | None:
-        """The measured per-operation cost table for this configuration, if one is shipped."""
-        from olafhe.core.planning.costs import load_cost_table
+    def make_capabilities(
+        self, *, security_bits: int, precision_bits: float, bootstrapping: bool | None = None
+    ) -> Capabilities:
+        """:class:`Capabilities` of this configuration from the values only the backend knows.
 
-        return load_cost_table(self.name, self.params.ring_dimension, missing_ok=True)
+        Slots, ring dimension, levels and scale come from :attr:`params`; ``bootstrapping`` defaults to
+        ``params.bootstrap``, and a bootstrap returns a ciphertext at ``params.levels``.
+        """
+        p = self.params
+        boot = p.bootstrap if bootstrapping is None else bootstrapping
+        return Capabilities(
+            backend=self.name,
+            slots=p.slot_count,
+            ring_dimension=p.ring_dimension,
+            max_level=p.levels,
+            bootstrapping=boot,
+            level_after_bootstrap=p.levels if boot else None,
+            security_bits=security_bits,
+            precision_bits=precision_bits,
+            scale_bits=p.scale_bits,
+        )
 
 
 def normalize_rotations(steps: Iterable[int], slots: int) -> frozenset[int]:
     """Rotation amounts reduced mod ``slots``, without the identity."""
     return frozenset(int(s) % slots for s in steps if int(s) % slots)
-
-
-# Imported late for the type annotation only.
-from olafhe.core.planning.costs import CostTable  # noqa: E402

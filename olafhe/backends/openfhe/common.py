@@ -1,14 +1,22 @@
-"""Shared pieces of the ``openfhe`` backend: the lazy import, threads, and the release of OpenFHE's
-process-wide key maps."""
+"""Shared pieces of the ``openfhe`` backend: the lazy import, threads,
+the mapping of contract levels to OpenFHE's level index, and the release of OpenFHE's process-wide key maps.
+
+The level of a ciphertext is exact under FLEXIBLEAUTO:
+``level = depth - reserve - ct.GetLevel() - (ct.GetNoiseScaleDeg() - 1)``; a pending rescale already owns
+the limb it will drop. :class:`SlotLayout` holds that mapping for one crypto context.
+"""
 
 from __future__ import annotations
 
 import ctypes
 import os
 import weakref
+from dataclasses import dataclass
 from typing import Any
 
-from olafhe.core.errors import CapabilityError
+import numpy as np
+
+from olafhe.core.errors import CapabilityError, DataError, ShapeError
 
 
 def load_openfhe() -> Any:
@@ -26,6 +34,7 @@ def load_openfhe() -> Any:
     return openfhe
 
 
+
 def set_openmp_threads(threads: int) -> bool:
     """Set OpenMP's thread count for OpenFHE (process-wide). Returns False when libgomp is absent."""
     load_openfhe()  # make sure OpenFHE's libgomp is the one loaded
@@ -35,6 +44,36 @@ def set_openmp_threads(threads: int) -> bool:
         return False
     gomp.omp_set_num_threads(int(threads))
     return True
+
+
+@dataclass(frozen=True)
+class SlotLayout:
+    """Maps contract levels to OpenFHE's level index; shared by the client and the evaluator."""
+
+    depth: int      # multiplicative depth of the crypto context
+    reserve: int    # levels kept below level 0 (1 with bootstrapping: EvalBootstrap needs a limb)
+    max_level: int  # params.levels
+    slots: int
+
+    def index(self, level: int) -> int:
+        """OpenFHE ``GetLevel()`` of a rescaled ciphertext with ``level`` levels left."""
+        return self.depth - self.reserve - level
+
+    def level(self, ct: Any) -> int:
+        return self.depth - self.reserve - ct.GetLevel() - (ct.GetNoiseScaleDeg() - 1)
+
+    def vector(self, values: Any, what: str) -> np.ndarray:
+        """``values`` as a float64 vector zero-padded to ``slots`` (ShapeError/DataError otherwise)."""
+        v = np.asarray(values, dtype=np.float64)
+        if v.ndim != 1:
+            raise ShapeError(f"{what}: expected a 1-D vector, got shape {v.shape}")
+        if v.size > self.slots:
+            raise ShapeError(f"{what}: {v.size} values do not fit in {self.slots} slots")
+        if not np.all(np.isfinite(v)):
+            raise DataError(f"{what}: values contain NaN or infinity")
+        if v.size < self.slots:
+            v = np.concatenate([v, np.zeros(self.slots - v.size)])
+        return np.ascontiguousarray(v)
 
 
 class KeyTracker:
@@ -79,3 +118,13 @@ class KeyTracker:
 
 
 KEYS = KeyTracker()
+
+
+class KeyHolder:
+    """Mixin of the client and the evaluator: ``close()`` gives up this object's hold on its keys."""
+
+    def close(self) -> None:
+        """Drop this object's hold on its key's OpenFHE maps (freed once client and evaluator let go)."""
+        release = getattr(self, "_release_keys", None)
+        if release is not None:
+            release()

@@ -1,63 +1,35 @@
-"""Client and evaluator of the ``openfhe`` backend (see :mod:`olafhe.backends.openfhe_backend`).
+"""Client and evaluator of the ``openfhe`` backend: encryption, decryption and every homomorphic operation.
 
-The level of a ciphertext is exact under FLEXIBLEAUTO:
-``level = depth - reserve - ct.GetLevel() - (ct.GetNoiseScaleDeg() - 1)``; a pending rescale already owns
-the limb it will drop. :class:`SlotLayout` holds that mapping for one crypto context.
+Levels map to OpenFHE's level index through :class:`~olafhe.backends.openfhe.common.SlotLayout`; the design
+notes are in :mod:`olafhe.backends.openfhe`.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from olafhe.backends.openfhe_common import load_openfhe
+from olafhe.backends.openfhe.common import KeyHolder, SlotLayout, load_openfhe
 from olafhe.core.contract.backend import Capabilities, Client, Evaluator, OpCounter
 from olafhe.core.errors import (
     ApproximationError,
     CapabilityError,
-    DataError,
     OlafheError,
     OutOfLevelsError,
     ShapeError,
 )
-from olafhe.core.poly.chebyshev import ChebyshevProgram, chebyshev_baby_steps, chebyshev_depth, openfhe_chebyshev_depth
+from olafhe.core.poly.chebyshev import (
+    ChebyshevProgram,
+    chebyshev_baby_steps,
+    chebyshev_depth,
+    openfhe_chebyshev_depth,
+)
 
 
-@dataclass(frozen=True)
-class SlotLayout:
-    """Maps contract levels to OpenFHE's level index; shared by the client and the evaluator."""
-
-    depth: int      # multiplicative depth of the crypto context
-    reserve: int    # levels kept below level 0 (1 with bootstrapping: EvalBootstrap needs a limb)
-    max_level: int  # params.levels
-    slots: int
-
-    def index(self, level: int) -> int:
-        """OpenFHE ``GetLevel()`` of a rescaled ciphertext with ``level`` levels left."""
-        return self.depth - self.reserve - level
-
-    def level(self, ct: Any) -> int:
-        return self.depth - self.reserve - ct.GetLevel() - (ct.GetNoiseScaleDeg() - 1)
-
-    def vector(self, values: Any, what: str) -> np.ndarray:
-        """``values`` as a float64 vector zero-padded to ``slots`` (ShapeError/DataError otherwise)."""
-        v = np.asarray(values, dtype=np.float64)
-        if v.ndim != 1:
-            raise ShapeError(f"{what}: expected a 1-D vector, got shape {v.shape}")
-        if v.size > self.slots:
-            raise ShapeError(f"{what}: {v.size} values do not fit in {self.slots} slots")
-        if not np.all(np.isfinite(v)):
-            raise DataError(f"{what}: values contain NaN or infinity")
-        if v.size < self.slots:
-            v = np.concatenate([v, np.zeros(self.slots - v.size)])
-        return np.ascontiguousarray(v)
-
-
-class OpenFHEClient(Client):
+class OpenFHEClient(KeyHolder, Client):
     """Holds the secret key; encrypts at a requested level and decrypts."""
 
     def __init__(self, cc: Any, public_key: Any, secret_key: Any, layout: SlotLayout) -> None:
@@ -65,12 +37,6 @@ class OpenFHEClient(Client):
         self._public_key = public_key
         self._secret_key = secret_key
         self._layout = layout
-
-    def close(self) -> None:
-        """Drop this object's hold on its key's OpenFHE maps (freed once client and evaluator let go)."""
-        release = getattr(self, "_release_keys", None)
-        if release is not None:
-            release()
 
     def encrypt(self, values: np.ndarray, level: int | None = None) -> Any:
         lay = self._layout
@@ -96,7 +62,7 @@ class OpenFHEClient(Client):
         return np.array(pt.GetRealPackedValueArray(), dtype=np.float64)[:n]
 
 
-class OpenFHEEvaluator(Evaluator):
+class OpenFHEEvaluator(KeyHolder, Evaluator):
     """Server side: the crypto context with its evaluation keys (relinearization, rotations,
     bootstrapping); never the secret key.
 
@@ -122,12 +88,6 @@ class OpenFHEEvaluator(Evaluator):
         self._ciphertext_type, self._plaintext_type = of.Ciphertext, of.Plaintext
         self.capabilities = capabilities
         self.counter = OpCounter()
-
-    def close(self) -> None:
-        """Drop this object's hold on its key's OpenFHE maps (freed once client and evaluator let go)."""
-        release = getattr(self, "_release_keys", None)
-        if release is not None:
-            release()
 
     # ----------------------------------------------------------------- helpers
     def level(self, ct: Any) -> int:

@@ -30,7 +30,8 @@ from olafhe.backends.openfhe_backend import (  # noqa: E402
     openfhe_chebyshev_depth,
     set_openmp_threads,
 )
-from olafhe.core.contract.backend import CKKSParams, KeyRequest  # noqa: E402
+from olafhe.core.contract.backend import KeyRequest  # noqa: E402
+from olafhe.core.contract.ckks import CKKSParams  # noqa: E402
 from olafhe.core.errors import (  # noqa: E402
     ApproximationError,
     CapabilityError,

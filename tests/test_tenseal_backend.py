@@ -27,7 +27,8 @@ from olafhe.backends.tenseal_backend import (  # noqa: E402
     tenseal_chebyshev_depth,
     tenseal_chebyshev_schedule,
 )
-from olafhe.core.contract.backend import CKKSParams, KeyRequest  # noqa: E402
+from olafhe.core.contract.backend import KeyRequest  # noqa: E402
+from olafhe.core.contract.ckks import CKKSParams  # noqa: E402
 from olafhe.core.errors import (  # noqa: E402
     CapabilityError,
     ConfigError,

@@ -66,15 +66,8 @@ from olafhe.backends.openfhe_common import (
     set_openmp_threads,
 )
 from olafhe.backends.openfhe_ops import OpenFHEClient, OpenFHEEvaluator, SlotLayout
-from olafhe.core.contract.backend import (
-    HE_STANDARD_128_MAX_LOGQ,
-    Backend,
-    Capabilities,
-    CKKSParams,
-    KeyRequest,
-    check_security,
-    normalize_rotations,
-)
+from olafhe.core.contract.backend import Backend, Capabilities, KeyRequest, normalize_rotations
+from olafhe.core.contract.ckks import HE_STANDARD_128_MAX_LOGQ, CKKSParams, check_security
 from olafhe.core.errors import CapabilityError, ConfigError, SecurityError
 from olafhe.core.poly.chebyshev import chebyshev_series_depth
 

@@ -7,7 +7,7 @@ is built on ``tenseal.sealapi`` (SEAL's own objects: ``SEALContext``, ``CKKSEnco
 Parameters and security
     The coefficient modulus is ``[first_mod_bits] + [scale_bits] * levels + [first_mod_bits]`` (the
     last prime is SEAL's special key-switching prime). Its total must fit the HE-standard 128-bit table
-    (:func:`~olafhe.core.contract.backend.check_security`) unless ``ckks.insecure`` is set. SEAL enforces the
+    (:func:`~olafhe.core.contract.ckks.check_security`) unless ``ckks.insecure`` is set. SEAL enforces the
     same table up to N = 32768 but has no entry for N = 65536, so the context is created with SEAL's own
     check (``TC128``) where SEAL has one and with ``NONE`` after our check passed otherwise (or on an
     explicit opt-out). With 60-bit outer primes and 40-bit scale primes, N = 16384 holds 7 levels
@@ -85,14 +85,13 @@ import numpy as np
 from olafhe.core.contract.backend import (
     Backend,
     Capabilities,
-    CKKSParams,
     Client,
     Evaluator,
     KeyRequest,
     OpCounter,
-    check_security,
     normalize_rotations,
 )
+from olafhe.core.contract.ckks import CKKSParams, check_security
 from olafhe.core.errors import CapabilityError, ConfigError, OutOfLevelsError, SecurityError, ShapeError
 from olafhe.core.poly.chebyshev import (
     ChebyshevProgram,

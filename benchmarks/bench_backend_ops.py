@@ -14,7 +14,8 @@ import pytest
 
 from olafhe.backends.openfhe.backend import OpenFHEBackend
 from olafhe.backends.openfhe.common import load_openfhe
-from olafhe.core.contract.backend import CKKSParams, KeyRequest
+from olafhe.core.contract.backend import KeyRequest
+from olafhe.core.contract.ckks import CKKSParams
 
 load_openfhe()  # before anything else imports openfhe: sets OMP_WAIT_POLICY=PASSIVE for libgomp
 

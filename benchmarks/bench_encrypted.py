@@ -20,7 +20,10 @@ from olafhe.core.compiler.compile import compile_program
 from olafhe.core.compiler.runtime import encrypted_inference
 from olafhe.core.config import load_config
 from olafhe.core.planning.plan import Plan
-from olafhe.jobs import pipeline
+from olafhe.jobs import workspace
+from olafhe.jobs.backend import cost_table, make_backend
+from olafhe.jobs.latency import predict_program_seconds
+from olafhe.jobs.optimize import run_optimize
 
 pytestmark = pytest.mark.slow
 RESNET20_PLAN = Path(os.environ.get("OLAFHE_BENCH_PLAN", "docs/results/resnet20-wls-dp.json"))
@@ -28,21 +31,21 @@ RESNET20_PLAN = Path(os.environ.get("OLAFHE_BENCH_PLAN", "docs/results/resnet20-
 
 def _setup(config_path: str, plan: Plan, overrides: list[str] | None = None):  # noqa: ANN202
     config = load_config(config_path, overrides)
-    loaded = pipeline.load(config)
-    backend = pipeline.make_backend(config, "openfhe", plan, loaded.graph)
+    loaded = workspace.load(config)
+    backend = make_backend(config, "openfhe", plan, loaded.graph)
     program = compile_program(loaded.graph, {ly.name: ly for ly in plan.layers}, backend.capabilities().slots,
                               plan.input_level, max_rotation_keys=config.backend.max_rotation_keys)
-    x, _ = pipeline.test_set(loaded.data_dir, 1)
+    x, _ = workspace.test_set(loaded.data_dir, 1)
     return config, backend, program, x[0].numpy()
 
 
 def test_small_cnn_openfhe_predicted_vs_measured(benchmark, tmp_path: Path) -> None:
     config = load_config("configs/small_cnn.toml")
-    plan = pipeline.run_optimize(config, progress=False).plan
+    plan = run_optimize(config, progress=False).plan
     config, backend, program, image = _setup("configs/small_cnn.toml", plan)
     client, server = backend.keygen(program.key_request())
-    costs = pipeline.cost_table(config, slots=backend.capabilities().slots)
-    predicted = pipeline.predict_program_seconds(program, costs, backend, image)
+    costs = cost_table(config, slots=backend.capabilities().slots)
+    predicted = predict_program_seconds(program, costs, backend, image)
     benchmark.pedantic(encrypted_inference, args=(program, client, server, image), rounds=2, iterations=1)
     measured = benchmark.stats.stats.min
     benchmark.extra_info.update(predicted_s=predicted, measured_s=measured)
@@ -54,8 +57,8 @@ def test_resnet20_dp_plan_openfhe(benchmark) -> None:
     plan = Plan.load(RESNET20_PLAN)
     config, backend, program, image = _setup("configs/resnet20.toml", plan)
     client, server = backend.keygen(program.key_request())
-    costs = pipeline.cost_table(config, slots=backend.capabilities().slots)
-    predicted = pipeline.predict_program_seconds(program, costs, backend, image)
+    costs = cost_table(config, slots=backend.capabilities().slots)
+    predicted = predict_program_seconds(program, costs, backend, image)
     benchmark.pedantic(encrypted_inference, args=(program, client, server, image), rounds=1, iterations=1)
-    benchmark.extra_info.update(predicted_s=predicted, planner_predicted_s=plan.predicted["latency_s"],
+    benchmark.extra_info.update(predicted_s=predicted, planner_predicted_s=plan.predicted.latency_s,
                                 bootstraps=plan.bootstraps)

@@ -24,10 +24,10 @@ from olafhe.approximators.wls import WLSApproximator
 from olafhe.backends.simulator import simulate_logits
 from olafhe.core.calibration.stats import ActivationStats
 from olafhe.core.config import load_config
-from olafhe.core.planning.plan import Plan, PlanLayer
+from olafhe.core.planning.plan import Plan, PlanCKKS, PlanLayer
 from olafhe.data.cifar import load_cifar10, to_tensor
-from olafhe.jobs import pipeline
-from olafhe.jobs.pipeline import Loaded, load
+from olafhe.jobs import workspace
+from olafhe.jobs.workspace import Loaded, load
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "resnet20.toml"
 DEGREE = 15
@@ -44,7 +44,7 @@ def resnet20() -> Loaded:
 
 @pytest.fixture(scope="module")
 def test_images(resnet20: Loaded) -> tuple[torch.Tensor, np.ndarray]:
-    x, y = pipeline.test_set(resnet20.data_dir, None)
+    x, y = workspace.test_set(resnet20.data_dir, None)
     assert len(y) == 10_000
     return x, y
 
@@ -74,7 +74,7 @@ def uniform_plan(resnet20: Loaded) -> Plan:
     for stats in _activation_stats(resnet20):
         approx = wls.fit(stats, DEGREE)
         layers.append(PlanLayer(stats.name, approx, level_in=approx.depth, bootstrap_before=False, depth=approx.depth))
-    return Plan("resnet20", "wls", "uniform", layers, input_level=0, ckks={"ring_dimension": 65536})
+    return Plan("resnet20", "wls", "uniform", layers, input_level=0, ckks=PlanCKKS(ring_dimension=65536))
 
 
 def test_simulate_resnet20_full_test_set(benchmark, resnet20: Loaded, uniform_plan: Plan,  # noqa: ANN001

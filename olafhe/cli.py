@@ -1,4 +1,4 @@
-"""The ``olafhe`` command line (see shared/CONTRACT.md for the commands and JSON outputs).
+"""The ``olafhe`` command line (see docs/contract.md for the commands and JSON outputs).
 
 Every command exits non-zero with a one-line ``olafhe: error: ...`` message on bad input; ``--json``
 prints exactly one JSON object on stdout (progress bars and logs go to stderr).
@@ -27,11 +27,7 @@ def _config(args: argparse.Namespace):  # noqa: ANN202
 def _plan(path: str | None):  # noqa: ANN202
     from olafhe.core.planning.plan import Plan
 
-    if not path:
-        return None
-    plan = Plan.load(path)
-    plan.source = str(path)  # type: ignore[attr-defined]
-    return plan
+    return Plan.load(path) if path else None
 
 
 def _emit(result: dict, as_json: bool, text: str) -> None:
@@ -57,7 +53,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from olafhe.jobs.pipeline import run_calibration
+    from olafhe.jobs.workspace import run_calibration
 
     config = _config(args)
     result = run_calibration(config, args.out, progress=not args.no_progress, log=_log)
@@ -70,7 +66,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 def cmd_candidates(args: argparse.Namespace) -> int:
     from olafhe.approximators.table import candidate_table, format_table
-    from olafhe.jobs.pipeline import approximator_for, get_calibration, load
+    from olafhe.jobs.backend import approximator_for
+    from olafhe.jobs.workspace import get_calibration, load
 
     config = _config(args)
     loaded = load(config)
@@ -91,16 +88,15 @@ def format_plan(plan) -> str:  # noqa: ANN001
         a = ly.approximation
         lines.append(f"{ly.name:<18} {a.degree:>4} [{a.interval[0]:8.3f},{a.interval[1]:8.3f}] "
                      f"{a.weighted_mse:10.2e} {ly.depth:>5} {ly.level_in:>6} {'yes' if ly.bootstrap_before else '':>4}")
-    p = plan.predicted
-    acc = p.get("accuracy")
-    lines.append(f"bootstraps {plan.bootstraps}, levels after bootstrap {plan.ckks.get('levels')}, input level "
-                 f"{plan.input_level}; predicted latency {p.get('latency_s', float('nan')):.1f} s, accuracy on "
-                 f"tuning images {acc if acc is None else f'{acc:.2f}%'}")
+    acc, latency = plan.predicted.accuracy, plan.predicted.latency_s
+    lines.append(f"bootstraps {plan.bootstraps}, levels after bootstrap {plan.ckks.levels}, input level "
+                 f"{plan.input_level}; predicted latency {float('nan') if latency is None else latency:.1f} s, "
+                 f"accuracy on tuning images {acc if acc is None else f'{acc:.2f}%'}")
     return "\n".join(lines)
 
 
 def cmd_optimize(args: argparse.Namespace) -> int:
-    from olafhe.jobs.pipeline import run_optimize
+    from olafhe.jobs.optimize import run_optimize
 
     config = _config(args)
     result = run_optimize(config, args.approximator, args.optimizer, log=_log, progress=not args.no_progress)
@@ -117,12 +113,12 @@ def cmd_optimize(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from olafhe.jobs.pipeline import run_evaluate
+    from olafhe.jobs.evaluate import run_evaluate
 
     config = _config(args)
     plan = _plan(args.plan)
     result = run_evaluate(config, plan, args.limit, progress=not args.no_progress,
-                          backend=args.backend or "simulator")
+                          backend=args.backend or "simulator", plan_path=args.plan or None)
     if "accuracy" in result:
         result = {k: result[k] for k in ("images", "correct", "accuracy", "backend", "plan")} | \
             {"seconds": result.get("seconds")}
@@ -131,7 +127,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_infer(args: argparse.Namespace) -> int:
-    from olafhe.jobs.pipeline import run_infer
+    from olafhe.jobs.infer import run_infer
 
     config = _config(args)
     plan = _plan(args.plan)
@@ -142,29 +138,12 @@ def cmd_infer(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from olafhe.jobs.pipeline import load, run_evaluate, run_infer, run_optimize
+    from olafhe.jobs.run import run_main_job
 
     config = _config(args)
-    loaded = load(config)
-    _log(f"== {config.model.name}: plaintext accuracy")
-    plain = run_evaluate(config, None, config.run.evaluate_limit or None, loaded=loaded)
-    _log(f"   {plain['correct']}/{plain['images']} = {plain['accuracy']:.2f}%")
-    _log("== optimize")
-    opt = run_optimize(config, log=_log, loaded=loaded)
-    out_dir = Path(args.out or config.run.out)
-    plan_path = opt.plan.save(out_dir / f"{config.model.name}-plan.json")
-    print(format_plan(opt.plan))
-    _log("== simulator, test set")
-    sim = run_evaluate(config, opt.plan, config.run.evaluate_limit or None, loaded=loaded)
-    _log(f"   {sim['correct']}/{sim['images']} = {sim['accuracy']:.2f}% in {sim['seconds']:.1f} s")
-    enc = None
-    if config.run.infer_images:
-        _log(f"== encrypted inference on {config.backend.name}, {config.run.infer_images} image(s)")
-        enc = run_infer(config, opt.plan, config.run.infer_images, loaded=loaded, log=_log)
-    report = {"model": config.model.name, "plan": str(plan_path), "plaintext": plain, "simulator": sim,
-              "encrypted": enc, "predicted_latency_s": opt.plan.predicted.get("latency_s"),
-              "bootstraps": opt.plan.bootstraps}
-    (out_dir / f"{config.model.name}-run.json").write_text(json.dumps(report, indent=1))
+    report = run_main_job(config, Path(args.out or config.run.out), _log,
+                          show_plan=lambda plan: print(format_plan(plan)))
+    enc = report["encrypted"]
     print(json.dumps({k: v for k, v in report.items() if k != "encrypted"} | {
         "encrypted": None if enc is None else {k: enc[k] for k in ("images", "correct", "agree_with_simulator",
                                                                    "seconds_per_image", "peak_rss_mb",
@@ -174,8 +153,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_costs(args: argparse.Namespace) -> int:
     from olafhe.core.planning.costs import cost_table_filename
+    from olafhe.jobs.backend import make_backend
     from olafhe.jobs.measure_costs import measure_cost_table
-    from olafhe.jobs.pipeline import make_backend
 
     config = _config(args)
     backend = make_backend(config, args.backend)
@@ -198,44 +177,42 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="olafhe", description="Encrypted CNN inference with layerwise polynomials")
-    sub = p.add_subparsers(dest="command", required=True)
+def _common(sp: argparse.ArgumentParser) -> None:
+    """The arguments every config-driven command takes."""
+    sp.add_argument("config", help="TOML config, e.g. configs/resnet20.toml")
+    sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
+    sp.add_argument("--no-progress", action="store_true", help="no progress bars")
 
-    def common(sp: argparse.ArgumentParser, config: bool = True) -> None:
-        if config:
-            sp.add_argument("config", help="TOML config, e.g. configs/resnet20.toml")
-        sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
-        sp.add_argument("--no-progress", action="store_true", help="no progress bars")
 
-    sp = sub.add_parser("plugins", help="list backends, approximators and optimizers")
-    sp.add_argument("--json", action="store_true")
-    sp.set_defaults(fn=cmd_plugins)
-
+def _add_plan_commands(sub: argparse._SubParsersAction) -> None:
+    """calibrate, candidates, optimize: from a model to a plan."""
     sp = sub.add_parser("calibrate", help="record activation input statistics")
-    common(sp)
+    _common(sp)
     sp.add_argument("--out")
     sp.set_defaults(fn=cmd_calibrate)
 
     sp = sub.add_parser("candidates", help="table of candidate approximations per layer and degree")
-    common(sp)
+    _common(sp)
     sp.add_argument("--approximator")
     sp.add_argument("--degrees", help="comma-separated degrees")
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(fn=cmd_candidates)
 
     sp = sub.add_parser("optimize", help="choose degrees, bootstraps and levels; write a plan")
-    common(sp)
+    _common(sp)
     sp.add_argument("--approximator")
     sp.add_argument("--optimizer")
     sp.add_argument("--out")
     sp.add_argument("--png", help="save a plot of degrees per layer")
     sp.set_defaults(fn=cmd_optimize)
 
+
+def _add_run_commands(sub: argparse._SubParsersAction) -> None:
+    """evaluate, infer, run, costs: running plans and measuring backends."""
     for name, fn, helptext in (("evaluate", cmd_evaluate, "accuracy on the test set (plaintext or simulator)"),
                                ("infer", cmd_infer, "encrypted inference of a few test images")):
         sp = sub.add_parser(name, help=helptext)
-        common(sp)
+        _common(sp)
         sp.add_argument("--plan", required=(name == "infer"))
         sp.add_argument("--backend")
         sp.add_argument("--limit", type=int)
@@ -243,17 +220,19 @@ def build_parser() -> argparse.ArgumentParser:
         sp.set_defaults(fn=fn)
 
     sp = sub.add_parser("run", help="the main job: calibrate, optimize, evaluate, encrypted inference, report")
-    common(sp)
+    _common(sp)
     sp.add_argument("--out")
     sp.set_defaults(fn=cmd_run)
 
     sp = sub.add_parser("costs", help="measure a backend's per-operation cost table")
-    common(sp)
+    _common(sp)
     sp.add_argument("--backend")
     sp.add_argument("--levels", help="comma-separated levels to measure")
     sp.add_argument("--out")
     sp.set_defaults(fn=cmd_costs)
 
+
+def _add_bench_command(sub: argparse._SubParsersAction) -> None:
     sp = sub.add_parser("bench", help="side-by-side comparison of approximators x optimizers x backends")
     sp.add_argument("configs", nargs="+")
     sp.add_argument("--out", default="results")
@@ -269,6 +248,17 @@ def build_parser() -> argparse.ArgumentParser:
                     help="saved `olafhe infer --json` outputs (file or folder) whose measured latency fills the "
                          "rows of the same plans")
     sp.set_defaults(fn=cmd_bench)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="olafhe", description="Encrypted CNN inference with layerwise polynomials")
+    sub = p.add_subparsers(dest="command", required=True)
+    sp = sub.add_parser("plugins", help="list backends, approximators and optimizers")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(fn=cmd_plugins)
+    _add_plan_commands(sub)
+    _add_run_commands(sub)
+    _add_bench_command(sub)
     return p
 
 

@@ -13,8 +13,14 @@ import pytest
 from olafhe import cli
 from olafhe.core.config import load_config
 from olafhe.core.errors import OlafheError
+from olafhe.core.planning.ckks import resolve_ckks, slot_count
 from olafhe.core.planning.plan import Plan
-from olafhe.jobs import pipeline
+from olafhe.jobs import workspace
+from olafhe.jobs.backend import make_backend
+from olafhe.jobs.evaluate import run_evaluate
+from olafhe.jobs.infer import run_infer
+from olafhe.jobs.latency import predict_plan_seconds
+from olafhe.jobs.optimize import run_optimize
 
 OVERRIDES = ["data.calibration_images=600", "optimizer.eval_images=300", "optimizer.accuracy_drop=12"]
 
@@ -26,12 +32,12 @@ def config():
 
 @pytest.fixture(scope="module")
 def loaded(config):
-    return pipeline.load(config)
+    return workspace.load(config)
 
 
 @pytest.fixture(scope="module")
 def plan(config, loaded, tmp_path_factory) -> Plan:
-    result = pipeline.run_optimize(config, loaded=loaded, progress=False)
+    result = run_optimize(config, loaded=loaded, progress=False)
     path = result.plan.save(tmp_path_factory.mktemp("plan") / "small.json")
     return Plan.load(path)
 
@@ -39,23 +45,23 @@ def plan(config, loaded, tmp_path_factory) -> Plan:
 def test_plan_is_consistent(plan: Plan, loaded) -> None:
     names = [a.name for a in loaded.graph.activations()]
     assert [ly.name for ly in plan.layers] == names
-    assert plan.bootstraps == 0 and plan.ckks["bootstrap"] is False  # leveled config
+    assert plan.bootstraps == 0 and plan.ckks.bootstrap is False  # leveled config
     level = plan.input_level
     for ly in plan.layers:  # replay: one linear level before each activation, then its depth
         assert ly.level_in <= level - 1
         assert ly.level_in >= ly.depth
         level = ly.level_in - ly.depth
     assert level >= 2  # pooling + classifier
-    assert plan.predicted["latency_s"] > 0
-    assert plan.predicted["accuracy"] >= plan.predicted["target_accuracy"]
+    assert plan.predicted.latency_s > 0
+    assert plan.predicted.accuracy >= plan.predicted.target_accuracy
 
 
 def test_simulator_accuracy_matches_direct_fast_path(config, loaded, plan: Plan) -> None:
-    result = pipeline.run_evaluate(config, plan, 200, progress=False, loaded=loaded)
-    x, y = pipeline.test_set(loaded.data_dir, 200)
+    result = run_evaluate(config, plan, 200, progress=False, loaded=loaded)
+    x, y = workspace.test_set(loaded.data_dir, 200)
     from olafhe.backends.simulator import simulate_logits
 
-    noise = pipeline.make_backend(config, "simulator", plan).capabilities().precision_bits
+    noise = make_backend(config, "simulator", plan).capabilities().precision_bits
     direct = simulate_logits(loaded.graph, plan, x, noise_bits=noise)
     assert result["images"] == 200
     assert result["correct"] == int(np.sum(direct.argmax(1) == y))
@@ -63,7 +69,7 @@ def test_simulator_accuracy_matches_direct_fast_path(config, loaded, plan: Plan)
 
 @pytest.mark.parametrize("backend", ["simulator", "openfhe", "tenseal"])
 def test_encrypted_inference_matches_simulator(config, loaded, plan: Plan, backend: str) -> None:
-    result = pipeline.run_infer(config, plan, 3, backend, progress=False, loaded=loaded)
+    result = run_infer(config, plan, 3, backend, progress=False, loaded=loaded)
     assert result["backend"] == backend
     assert result["images"] == 3
     assert result["agree_with_simulator"] == 1.0
@@ -77,10 +83,10 @@ def test_backends_agree_on_classes(config, loaded, plan: Plan) -> None:
     from olafhe.core.compiler.compile import compile_program
     from olafhe.core.compiler.runtime import encrypted_inference
 
-    x, _ = pipeline.test_set(loaded.data_dir, 4)
+    x, _ = workspace.test_set(loaded.data_dir, 4)
     classes = {}
     for name in ("simulator", "openfhe", "tenseal"):
-        backend = pipeline.make_backend(config, name, plan)
+        backend = make_backend(config, name, plan)
         program = compile_program(loaded.graph, {ly.name: ly for ly in plan.layers},
                                   backend.capabilities().slots, plan.input_level)
         client, server = backend.keygen(program.key_request())
@@ -91,15 +97,15 @@ def test_backends_agree_on_classes(config, loaded, plan: Plan) -> None:
 
 def test_plan_priced_on_each_backends_cost_table(config, loaded, plan: Plan) -> None:
     """The same plan priced with OpenFHE's and TenSEAL's measured tables (what `bench --backends` shows)."""
-    openfhe = pipeline.predict_plan_seconds(config, plan, "openfhe", loaded)
-    tenseal = pipeline.predict_plan_seconds(config, plan, "tenseal", loaded)
-    assert openfhe == pytest.approx(plan.predicted["latency_s"], rel=0.05)  # the optimizer priced it on openfhe
+    openfhe = predict_plan_seconds(config, plan, "openfhe", loaded)
+    tenseal = predict_plan_seconds(config, plan, "tenseal", loaded)
+    assert openfhe == pytest.approx(plan.predicted.latency_s, rel=0.05)  # the optimizer priced it on openfhe
     assert tenseal > 0 and tenseal != pytest.approx(openfhe, rel=1e-3)  # a different library, its own table
     doc = plan.to_dict()
     doc["layers"][1]["bootstrap_before"] = True
     doc["bootstraps"] = 1
     with pytest.raises(OlafheError, match="cannot bootstrap"):
-        pipeline.predict_plan_seconds(config, Plan.from_dict(doc), "tenseal", loaded)
+        predict_plan_seconds(config, Plan.from_dict(doc), "tenseal", loaded)
 
 
 def test_leveled_backend_refuses_bootstrapping_plan_before_work(config, loaded, plan: Plan) -> None:
@@ -108,13 +114,13 @@ def test_leveled_backend_refuses_bootstrapping_plan_before_work(config, loaded, 
     doc["bootstraps"] = 1
     booted = Plan.from_dict(doc)
     with pytest.raises(OlafheError, match=r"cannot bootstrap.*1 bootstraps.*max level"):
-        pipeline.run_infer(config, booted, 1, "tenseal", progress=False, loaded=loaded)
+        run_infer(config, booted, 1, "tenseal", progress=False, loaded=loaded)
 
 
 def test_too_deep_plan_is_refused(loaded, plan: Plan) -> None:
     shallow = load_config("configs/small_cnn.toml", [*OVERRIDES, "backend.ckks.levels=4"])
     with pytest.raises(OlafheError, match=r"input level .* at most 4"):
-        pipeline.run_infer(shallow, plan, 1, "tenseal", progress=False, loaded=loaded)
+        run_infer(shallow, plan, 1, "tenseal", progress=False, loaded=loaded)
 
 
 def test_cli_evaluate_and_infer_json(plan: Plan, tmp_path, capsys) -> None:
@@ -134,17 +140,17 @@ def test_cli_evaluate_and_infer_json(plan: Plan, tmp_path, capsys) -> None:
 
 def test_automatic_slots_are_sparse_only_when_bootstrapping(resnet20_graph) -> None:
     cfg = load_config("configs/resnet20.toml")
-    assert pipeline.slot_count(cfg, resnet20_graph) == 16384  # the 16x32x32 stage is the largest tensor
-    assert pipeline.slot_count(cfg) is None  # no graph: full packing
-    assert pipeline.slot_count(load_config("configs/resnet20.toml", ["backend.ckks.slots=32768"]),
-                               resnet20_graph) == 32768
-    assert pipeline.slot_count(load_config("configs/resnet20.toml", ["backend.ckks.bootstrap=false"]),
-                               resnet20_graph) is None
+    assert slot_count(cfg, resnet20_graph) == 16384  # the 16x32x32 stage is the largest tensor
+    assert slot_count(cfg) is None  # no graph: full packing
+    assert slot_count(load_config("configs/resnet20.toml", ["backend.ckks.slots=32768"]),
+                      resnet20_graph) == 32768
+    assert slot_count(load_config("configs/resnet20.toml", ["backend.ckks.bootstrap=false"]),
+                      resnet20_graph) is None
     old = Plan.from_dict({"model": "resnet20", "approximator": "wls", "optimizer": "dp", "layers": [],
                           "bootstraps": 0, "predicted": {}, "ckks": {"slots": 32768, "bootstrap": True}})
-    assert pipeline.slot_count(cfg, resnet20_graph, old) == 32768  # a plan keeps the packing it was priced for
+    assert slot_count(cfg, resnet20_graph, old) == 32768  # a plan keeps the packing it was priced for
     with pytest.raises(Exception, match="power of two"):
-        pipeline.ckks_params(load_config("configs/resnet20.toml", ["backend.ckks.slots=12000"]))
+        resolve_ckks(load_config("configs/resnet20.toml", ["backend.ckks.slots=12000"]))
 
 
 def test_resnet20_compiles_at_its_automatic_slots_with_no_more_diagonals(resnet20_graph) -> None:
@@ -152,7 +158,7 @@ def test_resnet20_compiles_at_its_automatic_slots_with_no_more_diagonals(resnet2
 
     plan = Plan.load("docs/results/resnet20-wls-dp.json")
     layers = {ly.name: ly for ly in plan.layers}
-    slots = pipeline.slot_count(load_config("configs/resnet20.toml"), resnet20_graph)
+    slots = slot_count(load_config("configs/resnet20.toml"), resnet20_graph)
     sparse = compile_program(resnet20_graph, layers, slots, plan.input_level, max_rotation_keys=32)
     full = compile_program(resnet20_graph, layers, 32768, plan.input_level, max_rotation_keys=32)
     assert max(lay.period for lay in sparse.layouts.values()) == slots

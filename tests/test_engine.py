@@ -10,10 +10,10 @@ from numpy.polynomial import chebyshev as C
 from olafhe.backends.simulator import SimulatorBackend, simulate_logits
 from olafhe.core.compiler.compile import compile_program
 from olafhe.core.compiler.runtime import encrypted_inference
-from olafhe.core.contract.backend import CKKSParams
+from olafhe.core.contract.ckks import CKKSParams
 from olafhe.core.errors import CapabilityError, OlafheError, OutOfLevelsError
 from olafhe.core.graph.ir import Graph, Node
-from olafhe.core.planning.plan import Plan, PlanLayer
+from olafhe.core.planning.plan import Plan, PlanCKKS, PlanLayer
 from olafhe.core.poly.approximation import Approximation
 
 
@@ -53,7 +53,7 @@ def tiny_plan(degree: int = 7, boot: tuple[bool, bool] = (False, False), levels:
     approx = {n: relu_fit(lo - 0.2 * (hi - lo), hi + 0.2 * (hi - lo), degree, n) for n, (lo, hi) in ranges.items()}
     layers = [PlanLayer(n, approx[n], lv, bt, approx[n].depth) for n, lv, bt in zip(("act1", "act2"), levels, boot,
                                                                                      strict=True)]
-    return Plan("tiny", "test", "test", layers, input_level=levels[0] + 1, ckks={})
+    return Plan("tiny", "test", "test", layers, input_level=levels[0] + 1, ckks=PlanCKKS())
 
 
 def images(n: int = 4) -> torch.Tensor:

@@ -25,7 +25,8 @@ except OlafheError as exc:  # pragma: no cover - openfhe is a hard dependency
 
 from olafhe.backends.openfhe.backend import OpenFHEBackend, measure_chebyshev_depths  # noqa: E402
 from olafhe.backends.openfhe.common import set_openmp_threads  # noqa: E402
-from olafhe.core.contract.backend import CKKSParams, KeyRequest  # noqa: E402
+from olafhe.core.contract.backend import KeyRequest
+from olafhe.core.contract.ckks import CKKSParams
 from olafhe.core.errors import (  # noqa: E402
     ApproximationError,
     CapabilityError,

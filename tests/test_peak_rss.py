@@ -8,12 +8,12 @@ import sys
 
 import pytest
 
-from olafhe.jobs.pipeline import reset_peak_rss
+from olafhe.jobs.memory import reset_peak_rss
 
 # A fresh interpreter: the test process's own heap (torch, earlier tests) would blur a 320 MB signal.
 PROBE = """
 import json, numpy as np
-from olafhe.jobs.pipeline import peak_rss_mb, reset_peak_rss
+from olafhe.jobs.memory import peak_rss_mb, reset_peak_rss
 out = {"before": peak_rss_mb()}
 block = np.ones(40_000_000)  # 320 MB, touched
 out["grown"] = peak_rss_mb()

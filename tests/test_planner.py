@@ -15,9 +15,10 @@ from olafhe.backends.simulator import SimulatorBackend, simulate_logits
 from olafhe.core.calibration.stats import ActivationStats
 from olafhe.core.compiler.compile import compile_program
 from olafhe.core.compiler.runtime import encrypted_inference
-from olafhe.core.contract.backend import CKKSParams
+from olafhe.core.contract.ckks import CKKSParams
 from olafhe.core.errors import InfeasibleError
 from olafhe.core.planning.costs import CostTable
+from olafhe.core.planning.plan import PlanCKKS
 from olafhe.core.planning.planner import STAGE_SEP, build_problem, make_candidates, solution_to_plan, tune_budget
 from olafhe.optimizers.dp import DPOptimizer
 from olafhe.optimizers.uniform import UniformOptimizer
@@ -64,7 +65,7 @@ def test_composite_bootstraps_between_stages_and_runs() -> None:
     assert names[:5] == ["act1", f"act1{STAGE_SEP}1", f"act1{STAGE_SEP}2", f"act1{STAGE_SEP}3", "act2"]
     assert problem.layers[4].skip_from == f"act1{STAGE_SEP}3"  # the skip carries the composite's output
     solution = UniformOptimizer().optimize(problem, math.inf)
-    plan = solution_to_plan(solution, problem, "tiny", "composite-minimax", "uniform", {"levels": 6})
+    plan = solution_to_plan(solution, problem, "tiny", "composite-minimax", "uniform", PlanCKKS(levels=6))
     layer = plan.layers[0]
     assert len(layer.stage_bootstrap) == len(layer.stage_level_in) == 4
     assert plan.bootstraps == solution.bootstraps >= 4  # depth 14 cannot fit 6 levels without inner bootstraps
@@ -98,17 +99,17 @@ def test_tune_budget_finds_the_largest_budget_meeting_the_target() -> None:
     problem = build_problem(compiled(graph, cands), cands, COSTS, 8, {6: 1.0})
 
     def make_plan(sol):  # noqa: ANN001, ANN202
-        return solution_to_plan(sol, problem, "tiny", "wls", "dp", {})
+        return solution_to_plan(sol, problem, "tiny", "wls", "dp", PlanCKKS())
 
     # "accuracy" falls with the plan's distortion: the target is met below a known distortion
     threshold = sorted(c.distortion for c in problem.layers[0].candidates)[1] + min(
         c.distortion for c in problem.layers[1].candidates)
 
     def accuracy(plan) -> float:  # noqa: ANN001
-        return 100.0 if plan.predicted["distortion"] <= threshold else 0.0
+        return 100.0 if plan.predicted.distortion <= threshold else 0.0
 
     result = tune_budget(DPOptimizer(), problem, make_plan, accuracy, target=50.0, iterations=12)
-    assert result.accuracy == 100.0 and result.plan.predicted["distortion"] <= threshold
+    assert result.accuracy == 100.0 and result.plan.predicted.distortion <= threshold
     assert len(result.history) >= 3
     with pytest.raises(InfeasibleError):
         tune_budget(DPOptimizer(), problem, make_plan, lambda plan: 0.0, target=50.0, iterations=3)

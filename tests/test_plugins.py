@@ -189,7 +189,7 @@ def test_installed_package_registers_through_its_entry_point(with_example: Path)
 def test_config_selects_the_plugin_approximator_and_it_fits(with_example: Path, tmp_path: Path) -> None:
     from olafhe.core.calibration.stats import ActivationStats
     from olafhe.core.config import load_config
-    from olafhe.jobs.pipeline import approximator_for, optimizer_for
+    from olafhe.jobs.backend import approximator_for, optimizer_for
 
     path = tmp_path / "plugin.toml"
     path.write_text('[approximation]\napproximator = "chebyshev-interp"\napproximator_params = { margin = 0.1 }\n'

@@ -1,6 +1,6 @@
 """Reports: plots, the Pareto front, Markdown/README output, and run_bench's orchestration.
 
-``run_bench`` is tested with the pipeline steps replaced by fakes that return real Plans, so the test
+``run_bench`` is tested with the job steps replaced by fakes that return real Plans, so the test
 checks what the bench itself decides (files, rows, speedups, the uniform degree search, failures)
 in well under a second, without loading a model.
 """
@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 from olafhe.core.errors import DataError, InfeasibleError, OlafheError, PluginError
-from olafhe.core.planning.plan import Plan, PlanLayer
+from olafhe.core.planning.plan import Plan, PlanCKKS, PlanLayer, PlanPredicted
 from olafhe.core.poly.approximation import Approximation
-from olafhe.jobs import pipeline
+from olafhe.jobs import backend, evaluate, infer, latency, optimize, workspace
 from olafhe.report import report
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,8 +34,9 @@ def make_plan(degrees: list[int], boots: tuple[int, ...] = (), model: str = "m",
         approx = Approximation("relu", approximator, (-4.0, 4.0), (np.linspace(1.0, 0.1, d + 1),), layer=f"relu{i}")
         layers.append(PlanLayer(f"relu{i}", approx, level_in=approx.depth, bootstrap_before=i in boots,
                                 depth=approx.depth))
-    predicted = {"latency_s": latency, "accuracy": accuracy, "target_accuracy": target}
-    return Plan(model, approximator, optimizer, layers, 10, {"ring_dimension": 65536, "security_bits": 128}, predicted)
+    predicted = PlanPredicted(latency_s=latency, accuracy=accuracy, target_accuracy=target)
+    ckks = PlanCKKS(ring_dimension=65536, security_bits=128)
+    return Plan(model, approximator, optimizer, layers, 10, ckks, predicted)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -151,12 +152,12 @@ def test_bench_command() -> None:
 
 
 # ------------------------------------------------------------------------------------------------
-# run_bench with fake pipeline steps
+# run_bench with fake job steps
 # ------------------------------------------------------------------------------------------------
 
 
 class FakePipeline:
-    """Stands in for the pipeline steps run_bench calls, recording the calls."""
+    """Stands in for the job steps run_bench calls, recording the calls."""
 
     def __init__(self) -> None:
         self.optimize_calls: list[tuple[str, str, int | None, list[int]]] = []
@@ -198,13 +199,13 @@ class FakePipeline:
                   loaded: Any = None, log: Any = None) -> dict:
         factor = 3.0 if backend_name == "tenseal" else 1.5
         return {"images": 1, "correct": 1, "agree_with_simulator": 1.0,
-                "seconds_per_image": plan.predicted["latency_s"] * factor, "peak_rss_mb": 1234.0,
+                "seconds_per_image": plan.predicted.latency_s * factor, "peak_rss_mb": 1234.0,
                 "backend": backend_name or config.backend.name}
 
     def predict_plan_seconds(self, config: Any, plan: Plan, backend_name: str, loaded: Any = None) -> float:
         if backend_name == "tenseal" and plan.bootstraps:
             raise OlafheError("backend 'tenseal' cannot bootstrap")
-        return plan.predicted["latency_s"] * 2.0
+        return plan.predicted.latency_s * 2.0
 
     def approximator_for(self, config: Any, name: str | None = None) -> SimpleNamespace:
         return SimpleNamespace(default_degrees=lambda: [15, 3, 7, 5])
@@ -213,9 +214,10 @@ class FakePipeline:
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch) -> FakePipeline:
     fp = FakePipeline()
-    for name in ("load", "get_calibration", "run_optimize", "run_evaluate", "run_infer", "approximator_for",
-                 "predict_plan_seconds"):
-        monkeypatch.setattr(pipeline, name, getattr(fp, name))
+    where = {"load": workspace, "get_calibration": workspace, "run_optimize": optimize, "run_evaluate": evaluate,
+             "run_infer": infer, "approximator_for": backend, "predict_plan_seconds": latency}
+    for name, module in where.items():
+        monkeypatch.setattr(module, name, getattr(fp, name))
     return fp
 
 

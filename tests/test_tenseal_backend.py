@@ -25,7 +25,8 @@ from olafhe.backends.tenseal.common import (  # noqa: E402
     choose_scale_primes,
     default_params,
 )
-from olafhe.core.contract.backend import CKKSParams, KeyRequest  # noqa: E402
+from olafhe.core.contract.backend import KeyRequest  # noqa: E402
+from olafhe.core.contract.ckks import CKKSParams  # noqa: E402
 from olafhe.core.errors import (  # noqa: E402
     CapabilityError,
     ConfigError,

@@ -65,6 +65,8 @@ class OptimizerConfig:
 
 @dataclass
 class CKKSConfig:
+    """The ``[backend.ckks]`` table; jobs run with the CKKSParams that ``planning.ckks.resolve_ckks`` makes of it."""
+
     ring_dimension: int = 65536
     scale_bits: int = 59
     first_mod_bits: int = 60
@@ -73,7 +75,7 @@ class CKKSConfig:
     level_budget: list[int] = field(default_factory=lambda: [3, 3])
     secret_key_dist: str = "SPARSE_ENCAPSULATED"
     bootstrap_iterations: int = 1
-    slots: int = 0                # 0: automatic (sparse when bootstrapping, see pipeline.slot_count)
+    slots: int = 0                # 0: automatic (sparse when bootstrapping, see planning.ckks.slot_count)
     insecure: bool = False
     threads: int = 0
     noise: bool = True            # simulator: inject CKKS-like noise

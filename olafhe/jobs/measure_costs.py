@@ -40,9 +40,12 @@ from typing import Any
 
 import numpy as np
 
-from olafhe.core.contract.backend import Backend, CKKSParams, KeyRequest, normalize_rotations
+from olafhe.core.contract.backend import Backend, Capabilities, KeyRequest, normalize_rotations
+from olafhe.core.contract.ckks import CKKSParams
 from olafhe.core.errors import ConfigError, DataError, OlafheError
+from olafhe.core.planning.ckks import resolve_ckks
 from olafhe.core.planning.costs import CostTable, machine_description
+from olafhe.jobs.memory import peak_rss_mb
 
 CHEBYSHEV_DEGREES = (3, 7, 15, 31, 63)
 HOIST_BATCH = 8
@@ -108,37 +111,68 @@ def measure_cost_table(
 
     rng = np.random.default_rng(0)
     x, y, w = (rng.uniform(-0.5, 0.5, caps.slots) for _ in range(3))
-    encode = getattr(ev, "encode", None)
+    boot, extra, refreshed = _measure_bootstrap(client, ev, caps, x, repeats, log) if do_boot else ({}, {}, None)
+    operands = partial(_operands, client, ev, top, refreshed, x, y)
+    ops = _measure_levels(ev, levels, operands, w, steps, repeats, log)
+    ops.update(_measure_chebyshev(ev, chebyshev_degrees, top, operands, rng, repeats, log))
 
-    boot: dict[int, float] = {}
-    extra: dict[str, Any] = {}
+    params: dict[str, Any] = {"ckks": _jsonable(backend.params), "keygen_seconds": round(keygen_s, 2),
+                              "repeats": repeats, "statistic": "min", **extra}
+    info = getattr(backend, "context_info", None)
+    if callable(info):
+        params["context"] = _jsonable(info())
+    machine = machine_description()
+    machine.update({
+        "threads": backend.params.threads or os.environ.get("OMP_NUM_THREADS") or os.cpu_count(),
+        "loadavg_1m_before": round(load_before, 2),
+        "loadavg_1m_after": round(os.getloadavg()[0], 2),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+    })
+    sparse = caps.slots < caps.ring_dimension // 2
+    return CostTable(
+        backend=backend.name, ring_dimension=caps.ring_dimension, ops=ops, bootstrap={} if sparse else boot,
+        machine=machine, params=params, created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        sparse_bootstrap={caps.slots: boot} if sparse and boot else {},
+    )
+
+
+def _measure_bootstrap(client: Any, ev: Any, caps: Capabilities, x: np.ndarray, repeats: int,
+                       log: _Log) -> tuple[dict[int, float], dict[str, Any], Any]:
+    """(seconds by level after bootstrap, precision records for the params, a refreshed ciphertext)."""
+    top = caps.max_level
+    after = int(caps.level_after_bootstrap if caps.level_after_bootstrap is not None else top)
+    ct = ev.multiply_scalar(client.encrypt(x, 1), 1.0) if top >= 1 else client.encrypt(x, 0)
+    seconds, worst, sq = math.inf, 0.0, 0.0
     refreshed = None
-    if do_boot:
-        after = int(caps.level_after_bootstrap if caps.level_after_bootstrap is not None else top)
-        ct = ev.multiply_scalar(client.encrypt(x, 1), 1.0) if top >= 1 else client.encrypt(x, 0)
-        seconds, worst, sq = math.inf, 0.0, 0.0
-        runs = max(1, min(repeats, 2))
-        for _ in range(runs):
-            t = time.perf_counter()
-            refreshed = ev.bootstrap(ct)
-            seconds = min(seconds, time.perf_counter() - t)
-            err = client.decrypt(refreshed, caps.slots) - x
-            worst, sq = max(worst, float(np.max(np.abs(err)))), sq + float(np.mean(err**2)) / runs
-        boot[after] = seconds
-        bits = round(-math.log2(max(worst, 2.0**-60)), 2)
-        extra["bootstrap_precision_bits"] = {str(after): bits}
-        extra["bootstrap_rms_precision_bits"] = {str(after): round(-0.5 * math.log2(max(sq, 2.0**-120)), 2)}
-        log(f"bootstrap to level {after}: {seconds:.2f} s, precision {bits} bits (max error), "
-            f"{extra['bootstrap_rms_precision_bits'][str(after)]} bits (rms)")
+    runs = max(1, min(repeats, 2))
+    for _ in range(runs):
+        t = time.perf_counter()
+        refreshed = ev.bootstrap(ct)
+        seconds = min(seconds, time.perf_counter() - t)
+        err = client.decrypt(refreshed, caps.slots) - x
+        worst, sq = max(worst, float(np.max(np.abs(err)))), sq + float(np.mean(err**2)) / runs
+    bits = round(-math.log2(max(worst, 2.0**-60)), 2)
+    extra = {"bootstrap_precision_bits": {str(after): bits},
+             "bootstrap_rms_precision_bits": {str(after): round(-0.5 * math.log2(max(sq, 2.0**-120)), 2)}}
+    log(f"bootstrap to level {after}: {seconds:.2f} s, precision {bits} bits (max error), "
+        f"{extra['bootstrap_rms_precision_bits'][str(after)]} bits (rms)")
+    return {after: seconds}, extra, refreshed
 
-    def operands(level: int) -> tuple[Any, Any]:
-        """Two ciphertexts at ``level`` shaped like a program's: products, or bootstrap outputs at the top."""
-        if level == top and refreshed is not None and ev.level(refreshed) == top:
-            return refreshed, ev.add_scalar(refreshed, 0.125)
-        if level < top:
-            return tuple(ev.multiply_scalar(client.encrypt(v, level + 1), 1.0) for v in (x, y))  # type: ignore[return-value]
-        return client.encrypt(x, level), client.encrypt(y, level)
 
+def _operands(client: Any, ev: Any, top: int, refreshed: Any, x: np.ndarray, y: np.ndarray,
+              level: int) -> tuple[Any, Any]:
+    """Two ciphertexts at ``level`` shaped like a program's: products, or bootstrap outputs at the top."""
+    if level == top and refreshed is not None and ev.level(refreshed) == top:
+        return refreshed, ev.add_scalar(refreshed, 0.125)
+    if level < top:
+        return tuple(ev.multiply_scalar(client.encrypt(v, level + 1), 1.0) for v in (x, y))  # type: ignore[return-value]
+    return client.encrypt(x, level), client.encrypt(y, level)
+
+
+def _measure_levels(ev: Any, levels: list[int], operands: Callable[[int], tuple[Any, Any]], w: np.ndarray,
+                    steps: list[int], repeats: int, log: _Log) -> dict[str, dict[int, float]]:
+    """Seconds of every elementary operation kind at each of ``levels``."""
+    encode = getattr(ev, "encode", None)
     ops: dict[str, dict[int, float]] = {}
 
     def put(kind: str, level: int, seconds: float) -> None:
@@ -163,35 +197,23 @@ def measure_cost_table(
         put("rotate_hoisted", lv, per_s)
         log(f"level {lv}: multiply {ops.get('multiply', {}).get(lv, float('nan')):.4f} s, "
             f"rotate {ops['rotate'][lv]:.4f} s, hoisted {per_s:.4f} s/rotation")
+    return ops
 
-    for d in chebyshev_degrees:
+
+def _measure_chebyshev(ev: Any, degrees: Sequence[int], top: int, operands: Callable[[int], tuple[Any, Any]],
+                       rng: np.random.Generator, repeats: int, log: _Log) -> dict[str, dict[int, float]]:
+    """Seconds of one whole Chebyshev series of each degree that fits, at the top and lowest levels."""
+    ops: dict[str, dict[int, float]] = {}
+    for d in degrees:
         depth = ev.chebyshev_depth(d)
         if depth > top:
             continue
         coeffs = rng.uniform(-1.0, 1.0, d + 1) / np.arange(1, d + 2) ** 2
         for lv in sorted({top, depth}):
             a = operands(lv)[0]
-            put(f"chebyshev_{d}", lv, _best(partial(ev.chebyshev, a, coeffs), repeats))
+            ops.setdefault(f"chebyshev_{d}", {})[lv] = _best(partial(ev.chebyshev, a, coeffs), repeats)
             log(f"chebyshev degree {d} (depth {depth}) at level {lv}: {ops[f'chebyshev_{d}'][lv]:.3f} s")
-
-    params: dict[str, Any] = {"ckks": _jsonable(backend.params), "keygen_seconds": round(keygen_s, 2),
-                              "repeats": repeats, "statistic": "min", **extra}
-    info = getattr(backend, "context_info", None)
-    if callable(info):
-        params["context"] = _jsonable(info())
-    machine = machine_description()
-    machine.update({
-        "threads": backend.params.threads or os.environ.get("OMP_NUM_THREADS") or os.cpu_count(),
-        "loadavg_1m_before": round(load_before, 2),
-        "loadavg_1m_after": round(os.getloadavg()[0], 2),
-        "peak_rss_mb": _peak_rss_mb(),
-    })
-    sparse = caps.slots < caps.ring_dimension // 2
-    return CostTable(
-        backend=backend.name, ring_dimension=caps.ring_dimension, ops=ops, bootstrap={} if sparse else boot,
-        machine=machine, params=params, created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        sparse_bootstrap={caps.slots: boot} if sparse and boot else {},
-    )
+    return ops
 
 
 def _measure_hoisted(ev: Any, a: Any, steps: list[int], repeats: int) -> tuple[float, float]:
@@ -206,12 +228,6 @@ def _measure_hoisted(ev: Any, a: Any, steps: list[int], repeats: int) -> tuple[f
         pre_best = min(pre_best, pre)
         per_best = min(per_best, (wall - pre) / len(steps))
     return pre_best, per_best
-
-
-def _peak_rss_mb() -> float:
-    import resource
-
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1)
 
 
 def merge_cost_tables(tables: Iterable[CostTable], prefer: str = "first") -> CostTable:
@@ -260,10 +276,11 @@ def merge_cost_tables(tables: Iterable[CostTable], prefer: str = "first") -> Cos
 
 # ------------------------------------------------------------------------------------------------ CLI
 def _params_from_overrides(overrides: list[str]) -> CKKSParams:
-    from olafhe.core.config import parse_override
+    """CKKS parameters from ``[ckks.]KEY=VALUE`` overrides of the config's ``backend.ckks`` keys (resolved as
+    for every job); ``[ckks.]extra.KEY=VALUE`` sets a backend option, and only those make up ``extra``."""
+    from olafhe.core.config import load_config, parse_override
 
-    fields = {f.name for f in dataclasses.fields(CKKSParams)}
-    kwargs: dict[str, Any] = {}
+    settings: list[str] = []
     extra: dict[str, Any] = {}
     for text in overrides:
         path, value = parse_override(text)
@@ -271,11 +288,9 @@ def _params_from_overrides(overrides: list[str]) -> CKKSParams:
             path = path[1:]
         if len(path) == 2 and path[0] == "extra":
             extra[path[1]] = value
-        elif len(path) == 1 and path[0] in fields and path[0] != "extra":
-            kwargs[path[0]] = tuple(value) if isinstance(value, list) else value
         else:
-            raise ConfigError(f"--set {text!r}: unknown key; known: ckks.{{{', '.join(sorted(fields))}}}")
-    return CKKSParams(**kwargs, extra=extra)
+            settings.append(f"backend.ckks.{'.'.join(path)}={text.split('=', 1)[1]}")
+    return resolve_ckks(load_config(None, settings)).with_(extra=extra)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -297,12 +297,12 @@ def _bench_model(config: Any, combos: list[tuple[str, str]], out_dir: Path, log:
     """All combinations for one config: rows (speedups filled in) and the successful plans by label."""
     from tqdm import tqdm
 
-    from olafhe.jobs import pipeline
+    from olafhe.jobs import evaluate, latency, optimize, workspace
 
     name = config.model.name
     log(f"bench {name}: loading model and calibration")
-    loaded = pipeline.load(config)
-    calibration = pipeline.get_calibration(config, loaded, log, progress)
+    loaded = workspace.load(config)
+    calibration = workspace.get_calibration(config, loaded, log, progress)
     rows: list[dict] = []
     plans: dict[str, Plan] = {}
     baseline = combos[0]
@@ -326,11 +326,11 @@ def _bench_model(config: Any, combos: list[tuple[str, str]], out_dir: Path, log:
                 plan, history = _uniform_plan(config, approx, loaded, calibration, uniform_degree, log)
                 row["uniform_search"] = history
             else:
-                plan = pipeline.run_optimize(config, approx, opt, log=log, progress=False, loaded=loaded,
+                plan = optimize.run_optimize(config, approx, opt, log=log, progress=False, loaded=loaded,
                                              calibration=calibration).plan
             row["optimize_seconds"] = time.perf_counter() - t_opt
             row["plan"] = str(plan.save(out_dir / f"{name}-{approx}-{opt}.json"))
-            evaluation = pipeline.run_evaluate(config, plan, limit, progress=False, loaded=loaded)
+            evaluation = evaluate.run_evaluate(config, plan, limit, progress=False, loaded=loaded)
             row.update(_plan_fields(plan), accuracy=evaluation["accuracy"], images=evaluation["images"])
             plans[label] = plan
         except OlafheError as exc:
@@ -342,7 +342,7 @@ def _bench_model(config: Any, combos: list[tuple[str, str]], out_dir: Path, log:
             brow = {**row, "backend": backend, "label": f"{label}@{backend}" if side_by_side else label}
             try:
                 if side_by_side and backend != config.backend.cost_backend:
-                    brow["predicted_latency_s"] = pipeline.predict_plan_seconds(config, plan, backend, loaded)
+                    brow["predicted_latency_s"] = latency.predict_plan_seconds(config, plan, backend, loaded)
                 if encrypted:
                     brow.update(_encrypted_fields(config, plan, loaded, log, backend))
                 elif (run := match_measured_run(runs or [], plan, backend)) is not None:
@@ -390,14 +390,14 @@ def match_measured_run(runs: Sequence[dict], plan: Plan, backend: str) -> dict |
 def _uniform_plan(config: Any, approx: str, loaded: Any, calibration: Any, degree: int | None,
                   log: Log) -> tuple[Plan, list[dict]]:
     """The uniform plan for ``approx`` at ``degree``, or by the increasing-degree search (see run_bench)."""
-    from olafhe.jobs import pipeline
+    from olafhe.jobs import backend, optimize
 
     if degree is None:
         degree = config.optimizer.optimizer_params.get("degree")  # a degree the config already fixes
     if degree is not None:
         candidates = [int(degree)]
     else:
-        listed = config.approximation.degrees or pipeline.approximator_for(config, approx).default_degrees()
+        listed = config.approximation.degrees or backend.approximator_for(config, approx).default_degrees()
         candidates = sorted(set(listed))
     history: list[dict] = []
     best: Plan | None = None
@@ -406,20 +406,20 @@ def _uniform_plan(config: Any, approx: str, loaded: Any, calibration: Any, degre
         cfg.approximation.degrees = [d]
         cfg.optimizer.optimizer_params = {**cfg.optimizer.optimizer_params, "degree": d}
         try:
-            plan = pipeline.run_optimize(cfg, approx, "uniform", progress=False, loaded=loaded,
+            plan = optimize.run_optimize(cfg, approx, "uniform", progress=False, loaded=loaded,
                                          calibration=calibration).plan
         except (ConfigError, DataError, PluginError):
             raise  # not about the degree: every other degree would fail the same way
         except OlafheError as exc:  # e.g. this degree does not fit the levels: try the next one
             history.append({"degree": d, "error": str(exc)})
             continue
-        acc, target = plan.predicted.get("accuracy"), plan.predicted.get("target_accuracy")
+        acc, target = plan.predicted.accuracy, plan.predicted.target_accuracy
         meets = acc is not None and target is not None and acc >= target
         history.append({"degree": d, "tuning_accuracy": acc, "target_accuracy": target,
-                        "predicted_latency_s": plan.predicted.get("latency_s"), "meets_target": meets})
+                        "predicted_latency_s": plan.predicted.latency_s, "meets_target": meets})
         log(f"  {approx}/uniform degree {d}: tuning accuracy {_fmt(acc, '.2f', '%')} "
             f"(target {_fmt(target, '.2f', '%')})")
-        if best is None or (acc or -1.0) > (best.predicted.get("accuracy") or -1.0):
+        if best is None or (acc or -1.0) > (best.predicted.accuracy or -1.0):
             best = plan
         if meets:
             best = plan
@@ -427,22 +427,22 @@ def _uniform_plan(config: Any, approx: str, loaded: Any, calibration: Any, degre
     if best is None:
         errors = "; ".join(f"degree {h['degree']}: {h['error']}" for h in history)
         raise OlafheError(f"{approx}/uniform: no degree gave a plan ({errors})")
-    best.extra["uniform_search"] = history
+    best.extra.other["uniform_search"] = history
     return best, history
 
 
 def _plan_fields(plan: Plan) -> dict:
-    acc, target = plan.predicted.get("accuracy"), plan.predicted.get("target_accuracy")
+    acc, target = plan.predicted.accuracy, plan.predicted.target_accuracy
     return {
         "tuning_accuracy": acc,
         "target_accuracy": target,
         "meets_target": None if acc is None or target is None else bool(acc >= target),
         "bootstraps": plan.bootstraps,
         "total_depth": plan.total_activation_depth(),
-        "predicted_latency_s": plan.predicted.get("latency_s"),
+        "predicted_latency_s": plan.predicted.latency_s,
         "degrees": plan.degrees,
-        "security_bits": plan.ckks.get("security_bits"),
-        "ring_dimension": plan.ckks.get("ring_dimension"),
+        "security_bits": plan.ckks.security_bits,
+        "ring_dimension": plan.ckks.ring_dimension,
     }
 
 
@@ -452,10 +452,10 @@ def _encrypted_fields(config: Any, plan: Plan, loaded: Any, log: Log, backend: s
     Peak RSS is the process's high-water mark (``ru_maxrss``), so a row also covers the rows before it;
     run one combination per process for per-plan memory.
     """
-    from olafhe.jobs import pipeline
+    from olafhe.jobs import infer
 
     try:
-        enc = pipeline.run_infer(config, plan, 1, backend_name=backend, progress=False, loaded=loaded, log=log)
+        enc = infer.run_infer(config, plan, 1, backend_name=backend, progress=False, loaded=loaded, log=log)
     except OlafheError as exc:
         log(f"  encrypted run refused: {exc}")
         return {"encrypted_error": str(exc)}

@@ -21,10 +21,10 @@ from typing import Any
 import numpy as np
 from numpy.polynomial import chebyshev as C
 
-from olafhe.core.poly.approximation import Approximation, resolve_activation
-from olafhe.core.errors import ApproximationError
-from olafhe.core.contract.interfaces import Approximator
 from olafhe.core.calibration.stats import ActivationStats
+from olafhe.core.contract.interfaces import Approximator
+from olafhe.core.errors import ApproximationError
+from olafhe.core.poly.approximation import Approximation, resolve_activation
 
 ERROR_GRID_POINTS = 10_001
 

@@ -13,15 +13,8 @@ import numpy as np
 
 from olafhe.backends.openfhe.common import KEYS, SlotLayout, load_openfhe, set_openmp_threads
 from olafhe.backends.openfhe.ops import OpenFHEClient, OpenFHEEvaluator
-from olafhe.core.contract.backend import (
-    HE_STANDARD_128_MAX_LOGQ,
-    Backend,
-    Capabilities,
-    CKKSParams,
-    KeyRequest,
-    check_security,
-    normalize_rotations,
-)
+from olafhe.core.contract.backend import Backend, Capabilities, KeyRequest, normalize_rotations
+from olafhe.core.contract.ckks import HE_STANDARD_128_MAX_LOGQ, CKKSParams, check_security
 from olafhe.core.errors import CapabilityError, ConfigError, SecurityError
 from olafhe.core.poly.chebyshev import MAX_CHEBYSHEV_DEGREE, chebyshev_depth, openfhe_chebyshev_depth
 

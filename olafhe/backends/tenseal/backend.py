@@ -19,15 +19,8 @@ from olafhe.backends.tenseal.common import (
     modulus_bit_sizes,
 )
 from olafhe.backends.tenseal.ops import TenSEALEvaluator
-from olafhe.core.contract.backend import (
-    Backend,
-    Capabilities,
-    CKKSParams,
-    Client,
-    KeyRequest,
-    check_security,
-    normalize_rotations,
-)
+from olafhe.core.contract.backend import Backend, Capabilities, Client, KeyRequest, normalize_rotations
+from olafhe.core.contract.ckks import CKKSParams, check_security
 from olafhe.core.errors import CapabilityError, ConfigError, ShapeError
 from olafhe.core.poly.chebyshev import chebyshev_depth
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from olafhe.core.contract.backend import CKKSParams
+from olafhe.core.contract.ckks import CKKSParams
 from olafhe.core.errors import CapabilityError, ConfigError, SecurityError, ShapeError
 
 # SEAL's limits on user primes (SEAL_USER_MOD_BIT_COUNT_MIN / _MAX).

@@ -11,7 +11,6 @@ Floats are written with ``repr`` precision, so a save/load round trip is exact.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from olafhe.core.errors import ApproximationError, DataError
+from olafhe.core.jsonfile import load_json, save_json
 
 FORMAT = "olafhe-calibration"
 VERSION = 1
@@ -168,8 +168,6 @@ class CalibrationResult:
         return [layer.name for layer in self.layers]
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         doc = {
             "format": FORMAT,
             "version": VERSION,
@@ -179,22 +177,11 @@ class CalibrationResult:
             "seconds": self.seconds,
             "layers": [layer.to_dict() for layer in self.layers],
         }
-        path.write_text(json.dumps(doc, indent=1))
-        return path
+        return save_json(path, doc)
 
     @classmethod
     def load(cls, path: str | Path) -> CalibrationResult:
-        path = Path(path)
-        if not path.is_file():
-            raise DataError(f"calibration file {path} does not exist (create it with `olafhe calibrate`)")
-        try:
-            doc = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise DataError(f"calibration file {path} is not valid JSON: {exc}") from exc
-        if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-            raise DataError(f"{path} is not an olafhe calibration file (format != {FORMAT!r})")
-        if doc.get("version") != VERSION:
-            raise DataError(f"{path}: unsupported calibration format version {doc.get('version')!r}")
+        doc = load_json(path, FORMAT, VERSION, "calibration file", "create it with `olafhe calibrate`")
         try:
             layers = [ActivationStats.from_dict(d) for d in doc["layers"]]
             return cls(

@@ -32,7 +32,9 @@ from pathlib import Path
 
 import numpy as np
 
+from olafhe.core.contract.ckks import CKKSParams
 from olafhe.core.errors import DataError
+from olafhe.core.jsonfile import check_format, read_json, save_json
 from olafhe.core.poly.approximation import chebyshev_nonscalar_mults
 from olafhe.core.poly.chebyshev import chebyshev_depth
 
@@ -122,23 +124,24 @@ class CostTable:
             raise DataError(f"cost table {self.backend}-N{self.ring_dimension} has no bootstrap costs")
         return float(interpolate_seconds(self.bootstrap, [level_after])[0])
 
-    def bootstrap_params(self, level_after: int) -> dict:
-        """CKKS parameters of the measured bootstrapping configuration that refreshes to ``level_after``.
+    def bootstrap_params(self, level_after: int) -> CKKSParams | None:
+        """CKKS parameters of the measured bootstrapping configuration that refreshes to ``level_after``
+        (the last run measured so), with its measured rms precision as ``extra["bootstrap_precision_bits"]``;
+        None when no run bootstrapped to that level.
 
         Different configurations trade precision for levels (e.g. a 50-bit scale leaves 9 levels at
         128-bit security but ~12 bits of precision, a 59-bit scale 6 levels and ~20 bits); plans carry
         the parameters of the configuration they were optimized for.
         """
-        found: dict = {}
+        found: CKKSParams | None = None
         runs = self.params.get("configs") or [{"params": self.params}]
         for run in runs:
             ckks = run.get("params", {}).get("ckks", {})
             if ckks.get("levels") == level_after and ckks.get("bootstrap"):
-                found = {k: ckks[k] for k in ("scale_bits", "first_mod_bits", "level_budget", "secret_key_dist")
-                         if k in ckks}
                 rms = run["params"].get("bootstrap_rms_precision_bits", {}).get(str(level_after))
-                if rms is not None:
-                    found["precision_bits"] = float(rms)
+                extra = {} if rms is None else {"bootstrap_precision_bits": float(rms)}
+                found = CKKSParams.from_dict(ckks, f"cost table {self.backend}-N{self.ring_dimension}").with_(
+                    extra=extra)
         return found
 
     def chebyshev_cost(self, degree: int, level: int) -> float:
@@ -181,10 +184,7 @@ class CostTable:
 
     @classmethod
     def from_dict(cls, doc: dict, origin: str = "cost table") -> CostTable:
-        if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-            raise DataError(f"{origin} is not an olafhe cost table (format != {FORMAT!r})")
-        if doc.get("version") != VERSION:
-            raise DataError(f"{origin}: unsupported cost table version {doc.get('version')!r}")
+        check_format(doc, FORMAT, VERSION, origin)
         try:
             return cls(
                 backend=str(doc["backend"]),
@@ -201,21 +201,11 @@ class CostTable:
             raise DataError(f"{origin} is corrupt: {exc!r}") from exc
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=1))
-        return path
+        return save_json(path, self.to_dict())
 
     @classmethod
     def load(cls, path: str | Path) -> CostTable:
-        path = Path(path)
-        try:
-            doc = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise DataError(f"cost table {path} does not exist") from None
-        except json.JSONDecodeError as exc:
-            raise DataError(f"cost table {path} is not valid JSON: {exc}") from exc
-        return cls.from_dict(doc, origin=str(path))
+        return cls.from_dict(read_json(path, "cost table"), origin=f"cost table {path}")
 
 
 def cost_table_filename(backend: str, ring_dimension: int) -> str:

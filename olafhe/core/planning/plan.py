@@ -1,6 +1,6 @@
 """The Plan: what to evaluate at every activation layer, where to bootstrap, at which levels.
 
-JSON format (see ``shared/CONTRACT.md``; extra fields are allowed and preserved)::
+JSON format (see ``docs/contract.md``; unknown top-level fields are preserved)::
 
     {"format": "olafhe-plan", "version": 1,
      "model": str, "approximator": str, "optimizer": str,
@@ -10,8 +10,9 @@ JSON format (see ``shared/CONTRACT.md``; extra fields are allowed and preserved)
                  "stage_bootstrap": [bool], "stage_level_in": [int],   # composite only
                  "weighted_mse": float, "max_error": float, ...}, ...],
      "bootstraps": int, "input_level": int,
-     "predicted": {"latency_s": float, "accuracy": float|null, "distortion": float},
-     "ckks": {"ring_dimension": int, "security_bits": int, "levels": int, ...}}
+     "predicted": {"latency_s": float, "accuracy": float|null, "distortion": float, "target_accuracy": float},
+     "ckks": {"ring_dimension": int, "security_bits": int, "levels": int, ...},   # see PlanCKKS
+     "tuning": {...}, "sensitivity": {layer: float}, "linear_layers": [...]}      # optional
 
 ``level_in`` is the level of the activation's input ciphertext (after any bootstrap and level
 reduction); ``input_level`` is the level the client encrypts at.
@@ -19,11 +20,14 @@ reduction); ``input_level`` is the level the client encrypts at.
 
 from __future__ import annotations
 
-import json
+import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, ClassVar
 
 from olafhe.core.errors import DataError, OlafheError
+from olafhe.core.jsonfile import check_format, read_json, save_json
 from olafhe.core.poly.approximation import Approximation
 
 FORMAT = "olafhe-plan"
@@ -55,16 +59,114 @@ class PlanLayer:
         return doc
 
 
+def _typed_fields(cls: type, doc: dict, converters: dict[str, Callable[[Any], Any]], origin: str) -> dict:
+    """Keyword arguments for ``cls`` from ``doc``: each declared key converted, unknown keys refused."""
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = [k for k in doc if k not in names]
+    if unknown:
+        raise DataError(f"{origin}: unknown field(s) {', '.join(unknown)}")
+    try:
+        return {k: None if v is None else converters[k](v) for k, v in doc.items()}
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"{origin} is corrupt: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class PlanCKKS:
+    """The CKKS parameters a plan was optimized for; absent ones (None) are not written.
+
+    ``levels`` and ``bootstrap`` describe the bootstrapping configuration (levels after bootstrap),
+    ``precision_bits`` its measured precision, ``cost_table`` the table the plan was priced with.
+    """
+
+    ring_dimension: int | None = None
+    security_bits: int | None = None
+    scale_bits: int | None = None
+    first_mod_bits: int | None = None
+    level_budget: tuple[int, int] | None = None
+    secret_key_dist: str | None = None
+    slots: int | None = None
+    cost_table: str | None = None
+    precision_bits: float | None = None
+    levels: int | None = None
+    bootstrap: bool | None = None
+
+    def to_dict(self) -> dict:
+        doc = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if getattr(self, f.name) is not None}
+        if "level_budget" in doc:
+            doc["level_budget"] = list(doc["level_budget"])
+        return doc
+
+    @classmethod
+    def from_dict(cls, doc: dict, origin: str = "plan") -> PlanCKKS:
+        if not isinstance(doc, dict):
+            raise DataError(f"{origin}: 'ckks' is not an object")
+        converters = {"ring_dimension": int, "security_bits": int, "scale_bits": int, "first_mod_bits": int,
+                      "level_budget": lambda v: tuple(int(x) for x in v), "secret_key_dist": str, "slots": int,
+                      "cost_table": str, "precision_bits": float, "levels": int, "bootstrap": bool}
+        return cls(**_typed_fields(cls, doc, converters, f"{origin}: ckks"))
+
+
+@dataclass(frozen=True)
+class PlanPredicted:
+    """What the optimizer predicted: seconds per image, tuning accuracy, distortion, the accuracy target."""
+
+    latency_s: float | None = None
+    accuracy: float | None = None
+    distortion: float | None = None
+    target_accuracy: float | None = None
+
+    def to_dict(self) -> dict:
+        doc: dict = {"latency_s": self.latency_s, "accuracy": self.accuracy}  # always written, null when unknown
+        for key in ("distortion", "target_accuracy"):
+            if getattr(self, key) is not None:
+                doc[key] = getattr(self, key)
+        return doc
+
+    @classmethod
+    def from_dict(cls, doc: dict, origin: str = "plan") -> PlanPredicted:
+        if not isinstance(doc, dict):
+            raise DataError(f"{origin}: 'predicted' is not an object")
+        return cls(**_typed_fields(cls, doc, dict.fromkeys(("latency_s", "accuracy", "distortion",
+                                                            "target_accuracy"), float), f"{origin}: predicted"))
+
+
+@dataclass
+class PlanExtra:
+    """Optional top-level records: how the budget was tuned, layer sensitivities, the linear layers'
+    report, and any other keys (kept in order, written after the declared ones)."""
+
+    tuning: dict | None = None
+    sensitivity: dict[str, float] | None = None
+    linear_layers: list[dict] | None = None
+    other: dict[str, Any] = field(default_factory=dict)
+
+    DECLARED: ClassVar[tuple[str, ...]] = ("tuning", "sensitivity", "linear_layers")
+
+    def to_dict(self) -> dict:
+        doc = {k: getattr(self, k) for k in self.DECLARED if getattr(self, k) is not None}
+        doc.update(self.other)
+        return doc
+
+    @classmethod
+    def from_dict(cls, doc: dict) -> PlanExtra:
+        return cls(**{k: doc[k] for k in cls.DECLARED if k in doc},
+                   other={k: v for k, v in doc.items() if k not in cls.DECLARED})
+
+
 @dataclass
 class Plan:
+    """Per activation layer: its approximation, input level and bootstraps; plus what the plan was
+    optimized for (``ckks``), what it is predicted to achieve (``predicted``) and optional records."""
+
     model: str
     approximator: str
     optimizer: str
     layers: list[PlanLayer]
     input_level: int
-    ckks: dict
-    predicted: dict = field(default_factory=dict)
-    extra: dict = field(default_factory=dict)
+    ckks: PlanCKKS = field(default_factory=PlanCKKS)
+    predicted: PlanPredicted = field(default_factory=PlanPredicted)
+    extra: PlanExtra = field(default_factory=PlanExtra)
 
     @property
     def bootstraps(self) -> int:
@@ -97,24 +199,18 @@ class Plan:
             "layers": [layer.to_dict() for layer in self.layers],
             "bootstraps": self.bootstraps,
             "input_level": self.input_level,
-            "predicted": {"latency_s": None, "accuracy": None, **self.predicted},
-            "ckks": self.ckks,
+            "predicted": self.predicted.to_dict(),
+            "ckks": self.ckks.to_dict(),
         }
-        doc.update(self.extra)
+        doc.update(self.extra.to_dict())
         return doc
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=1))
-        return path
+        return save_json(path, self.to_dict())
 
     @classmethod
     def from_dict(cls, doc: dict, origin: str = "plan") -> Plan:
-        if not isinstance(doc, dict):
-            raise DataError(f"{origin} is not a JSON object")
-        if doc.get("format", FORMAT) != FORMAT:
-            raise DataError(f"{origin} is not an olafhe plan (format {doc.get('format')!r})")
+        check_format(doc, FORMAT, VERSION, origin, required=False)
         missing = [k for k in ("model", "approximator", "optimizer", "layers", "ckks") if k not in doc]
         if missing:
             raise DataError(f"{origin} is missing field(s): {', '.join(missing)}")
@@ -156,9 +252,9 @@ class Plan:
             optimizer=str(doc["optimizer"]),
             layers=layers,
             input_level=int(doc.get("input_level", layers[0].level_in + 1 if layers else 0)),
-            ckks=dict(doc["ckks"]),
-            predicted=dict(doc.get("predicted") or {}),
-            extra={k: v for k, v in doc.items() if k not in known},
+            ckks=PlanCKKS.from_dict(doc["ckks"], origin),
+            predicted=PlanPredicted.from_dict(doc.get("predicted") or {}, origin),
+            extra=PlanExtra.from_dict({k: v for k, v in doc.items() if k not in known}),
         )
         if "bootstraps" in doc and int(doc["bootstraps"]) != plan.bootstraps:
             raise DataError(
@@ -168,11 +264,5 @@ class Plan:
 
     @classmethod
     def load(cls, path: str | Path) -> Plan:
-        path = Path(path)
-        if not path.is_file():
-            raise DataError(f"plan file {path} does not exist (create one with `olafhe optimize`)")
-        try:
-            doc = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise DataError(f"plan file {path} is not valid JSON: {exc}") from exc
+        doc = read_json(path, "plan file", "create one with `olafhe optimize`")
         return cls.from_dict(doc, origin=str(path))

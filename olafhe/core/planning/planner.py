@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from olafhe.core.compiler.program import ActivationStep, AddStep, LinearStep, Program
 from olafhe.core.compiler.rotations import RotationChains
@@ -28,7 +28,7 @@ from olafhe.core.contract.interfaces import (
 )
 from olafhe.core.errors import InfeasibleError, OlafheError
 from olafhe.core.planning.costs import CostTable
-from olafhe.core.planning.plan import Plan, PlanLayer
+from olafhe.core.planning.plan import Plan, PlanCKKS, PlanLayer, PlanPredicted
 from olafhe.core.poly.approximation import Approximation
 
 
@@ -214,8 +214,9 @@ def make_candidates(approximations: list[Approximation], sensitivity: float, dep
 
 
 def solution_to_plan(solution: Solution, problem: OptimizationProblem, model: str, approximator: str,
-                     optimizer: str, ckks: dict, predicted: dict | None = None) -> Plan:
-    """Turn an optimizer's solution into a Plan, merging the stage slots of composite layers."""
+                     optimizer: str, ckks: PlanCKKS) -> Plan:
+    """Turn an optimizer's solution into a Plan, merging the stage slots of composite layers; ``ckks`` gets
+    the solution's bootstrapping (levels after bootstrap)."""
     layers: list[PlanLayer] = []
     groups: dict[str, list[tuple[LayerSlot, LayerChoice]]] = {}
     order: list[str] = []
@@ -243,15 +244,12 @@ def solution_to_plan(solution: Solution, problem: OptimizationProblem, model: st
             )
         total_depth = sum(m[0].candidates[0].depth for m in members)
         layers.append(PlanLayer(base, approx, choice.level_in, choice.bootstrap_before, total_depth, boots, levels))
-    ck = dict(ckks)
     if solution.level_after_bootstrap is not None:
-        ck["levels"] = solution.level_after_bootstrap
-        ck["bootstrap"] = True
+        ckks = replace(ckks, levels=solution.level_after_bootstrap, bootstrap=True)
     else:
-        ck["bootstrap"] = False
-    pred = {"latency_s": solution.predicted_seconds, "accuracy": None, "distortion": solution.distortion}
-    pred.update(predicted or {})
-    return Plan(model, approximator, optimizer, layers, solution.input_level, ck, pred)
+        ckks = replace(ckks, bootstrap=False)
+    pred = PlanPredicted(latency_s=solution.predicted_seconds, distortion=solution.distortion)
+    return Plan(model, approximator, optimizer, layers, solution.input_level, ckks, pred)
 
 
 @dataclass

@@ -1,0 +1,71 @@
+"""Plugins a job runs with: the backend for a config (and plan), its cost table, approximators, optimizers."""
+
+from __future__ import annotations
+
+from olafhe.core.config import Config
+from olafhe.core.contract.backend import Backend, Capabilities
+from olafhe.core.contract.interfaces import Approximator, DegreeOptimizer
+from olafhe.core.contract.registry import registry
+from olafhe.core.errors import DataError, OlafheError
+from olafhe.core.graph.ir import Graph
+from olafhe.core.planning.ckks import resolve_ckks
+from olafhe.core.planning.costs import CostTable, load_cost_table
+from olafhe.core.planning.plan import Plan
+
+
+def make_backend(config: Config, name: str | None = None, plan: Plan | None = None,
+                 graph: Graph | None = None) -> Backend:
+    """The backend ``name`` (default ``backend.name``) for ``plan``; ``graph`` enables automatic slots."""
+    cls = registry().get("backends", name or config.backend.name)
+    return cls(resolve_ckks(config, plan, graph))
+
+
+def cost_table(config: Config, backend_name: str | None = None, slots: int | None = None) -> CostTable:
+    """The cost table of ``backend_name`` (default ``backend.cost_backend``) at the configured ring dimension,
+    with the bootstrap costs of ``slots`` slots (see :meth:`CostTable.for_slots`).
+
+    When none was measured at that ring dimension, the nearest shipped table is scaled linearly in N
+    (labelled ``estimated`` in its params).
+    """
+    name, n = backend_name or config.backend.cost_backend, config.backend.ckks.ring_dimension
+    table = load_cost_table(name, n, missing_ok=True)
+    if table is not None:
+        return table.for_slots(slots)
+    for other in (65536, 32768, 16384, 8192, 4096):
+        base = load_cost_table(name, other, missing_ok=True)
+        if base is not None:
+            f = n / other
+            return CostTable(name, n, {k: {lv: v * f for lv, v in t.items()} for k, t in base.ops.items()},
+                             {k: v * f for k, v in base.bootstrap.items()}, base.machine,
+                             {**base.params, "estimated_from": other}, base.created).for_slots(slots)
+    raise DataError(f"no cost table shipped for backend {name!r}; measure one with `olafhe costs --backend {name}`")
+
+
+def check_runnable(plan: Plan, backend: Backend) -> Capabilities:
+    """The backend's capabilities, after refusing (before any work) a plan it cannot run.
+
+    The message names the plan's bootstraps and depth and the backend's limit.
+    """
+    caps = backend.capabilities()
+    if plan.bootstraps and not caps.bootstrapping:
+        raise OlafheError(
+            f"backend {backend.name!r} cannot bootstrap, but the plan needs {plan.bootstraps} bootstraps "
+            f"(total activation depth {plan.total_activation_depth()}, backend max level {caps.max_level}); "
+            "make a leveled plan with --set optimizer.leveled=true"
+        )
+    if plan.input_level > caps.max_level:
+        raise OlafheError(
+            f"plan needs input level {plan.input_level} (total activation depth {plan.total_activation_depth()}, "
+            f"{plan.bootstraps} bootstraps) but backend {backend.name!r} allows at most {caps.max_level}"
+        )
+    return caps
+
+
+def approximator_for(config: Config, name: str | None = None) -> Approximator:
+    cls = registry().get("approximators", name or config.approximation.approximator)
+    return cls(activation=config.approximation.activation, **config.approximation.approximator_params)
+
+
+def optimizer_for(config: Config, name: str | None = None) -> DegreeOptimizer:
+    cls = registry().get("optimizers", name or config.optimizer.name)
+    return cls(**config.optimizer.optimizer_params)

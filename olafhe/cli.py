@@ -109,7 +109,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     print(format_plan(result.plan))
     print(f"plan written to {out} ({result.seconds:.1f} s)")
     if args.png:
-        from olafhe.report.report import plot_degrees
+        from olafhe.report.plots import plot_degrees
 
         plot_degrees({f"{result.plan.approximator}/{result.plan.optimizer}": result.plan}, args.png)
         print(f"degrees plot written to {args.png}")
@@ -189,7 +189,7 @@ def cmd_costs(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from olafhe.report.report import run_bench
+    from olafhe.report.bench import run_bench
 
     run_bench(args.configs, Path(args.out), set_overrides=args.set, log=_log, encrypted=args.encrypted,
               limit=args.limit, readme=args.readme,

@@ -4,6 +4,9 @@ Every section and key is declared below; an unknown key or a value of the wrong 
 :class:`~olafhe.core.errors.ConfigError` naming the dotted key. ``--set model.name=resnet44`` parses
 the value as a TOML literal (``3``, ``true``, ``[7, 15]``, ``"x"``) and falls back to a plain string.
 Plugin-specific parameters go in free-form tables (``approximator_params``, ``optimizer_params``).
+
+The data directory rule lives here too (config value, else ``$OLAFHE_DATA``, else ``../shared/data``),
+so the config and the data loaders resolve it the same way.
 """
 
 from __future__ import annotations
@@ -18,22 +21,27 @@ from typing import Any
 
 import tomli
 
-from olafhe.core.errors import ConfigError
+from olafhe.core.errors import ConfigError, DataError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+"""The repository root (the folder that holds the ``olafhe`` package)."""
+
+DATA_ENV = "OLAFHE_DATA"
+EXPECTED_LAYOUT = (
+    "cifar10/test.npz and cifar10/train_subset.npz (or a torchvision cifar-10-batches-py folder) "
+    "and checkpoints/*.th"
+)
 
 
 @dataclass
 class ModelConfig:
     name: str = "resnet20"
     checkpoint: str = ""          # relative paths resolve against the data directory
-    num_classes: int = 10
 
 
 @dataclass
 class DataConfig:
     dir: str = ""                 # "" -> $OLAFHE_DATA, else ../shared/data next to the repository
-    dataset: str = "cifar10"
     calibration_images: int = 5000
     batch_size: int = 500
     seed: int = 0
@@ -108,14 +116,42 @@ class Config:
     # ----------------------------------------------------------------- derived
     def data_dir(self) -> Path:
         """The data directory: config value, else ``$OLAFHE_DATA``, else ``../shared/data``."""
-        from olafhe.data.paths import resolve_data_dir
-
         return resolve_data_dir(self.data.dir or None)
 
     def to_dict(self) -> dict:
         doc = dataclasses.asdict(self)
         doc.pop("source", None)
         return doc
+
+
+# ------------------------------------------------------------------------------------------------
+def resolve_data_dir(explicit: str | Path | None = None) -> Path:
+    """Return the data directory.
+
+    Order: ``explicit`` (e.g. the config's ``data.dir``), else ``$OLAFHE_DATA``, else
+    ``<repo>/../shared/data`` when it exists. A named directory that does not exist is an error rather
+    than a silent fall-through, so a typo never picks up other data.
+    """
+    if explicit:
+        return _existing_dir(Path(explicit).expanduser(), "data.dir")
+    env = os.environ.get(DATA_ENV, "")
+    if env:
+        return _existing_dir(Path(env).expanduser(), f"${DATA_ENV}")
+    default = REPO_ROOT.parent / "shared" / "data"
+    if default.is_dir():
+        return default
+    raise DataError(
+        f"no data directory: set {DATA_ENV} or data.dir to a folder with {EXPECTED_LAYOUT} "
+        f"(the default {default} does not exist)"
+    )
+
+
+def _existing_dir(path: Path, origin: str) -> Path:
+    if not path.is_dir():
+        raise DataError(
+            f"data directory {path} (from {origin}) does not exist: point it at a folder with {EXPECTED_LAYOUT}"
+        )
+    return path
 
 
 # ------------------------------------------------------------------------------------------------
@@ -208,22 +244,24 @@ def apply_overrides(doc: dict, overrides: list[str]) -> dict:
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
     """Load a TOML config (or the defaults when ``path`` is None) and apply ``--set`` overrides."""
-    doc: dict = {}
-    source = ""
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist")
-        try:
-            doc = tomli.loads(path.read_text())
-        except tomli.TOMLDecodeError as exc:
-            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
-        source = str(path)
-    doc = apply_overrides(doc, list(overrides or []))
+    doc = apply_overrides(_read(path), list(overrides or []))
     config = _build(Config, doc)
-    config.source = source
+    config.source = "" if path is None else str(Path(path))
     _validate(config)
     return config
+
+
+def _read(path: str | Path | None) -> dict:
+    """The TOML document at ``path`` (empty when None); a missing or invalid file is a ConfigError."""
+    if path is None:
+        return {}
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        return tomli.loads(path.read_text())
+    except tomli.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
 
 
 def _validate(config: Config) -> None:
@@ -240,7 +278,3 @@ def _validate(config: Config) -> None:
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
-
-
-def env_flag(name: str) -> bool:
-    return os.environ.get(name, "").lower() in ("1", "true", "yes")

@@ -19,9 +19,17 @@ def _log(message: str) -> None:
 
 
 def _config(args: argparse.Namespace):  # noqa: ANN202
-    from olafhe.core.config import load_config
+    """The command's config (file, ``--set`` values, plugins chosen by flag) with plugin defaults and checks.
 
-    return load_config(args.config, args.set)
+    ``--approximator`` / ``--optimizer`` go into the config too, so plugin hooks see what will run.
+    """
+    from olafhe.core.config import load_config
+    from olafhe.core.contract.registry import registry
+
+    flags = {"approximation.approximator": getattr(args, "approximator", None),
+             "optimizer.name": getattr(args, "optimizer", None)}
+    chosen = [f"{key}={json.dumps(name)}" for key, name in flags.items() if name]
+    return load_config(args.config, [*args.set, *chosen], hooks=registry())
 
 
 def _plan(path: str | None):  # noqa: ANN202

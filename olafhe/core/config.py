@@ -3,7 +3,8 @@
 Every section and key is declared below; an unknown key or a value of the wrong type is a
 :class:`~olafhe.core.errors.ConfigError` naming the dotted key. ``--set model.name=resnet44`` parses
 the value as a TOML literal (``3``, ``true``, ``[7, 15]``, ``"x"``) and falls back to a plain string.
-Plugin-specific parameters go in free-form tables (``approximator_params``, ``optimizer_params``).
+Plugin-specific parameters go in free-form tables (``approximator_params``, ``optimizer_params``);
+plugins may add defaults and checks for them through :class:`ConfigHooks` (the plugin registry is one).
 
 The data directory rule lives here too (config value, else ``$OLAFHE_DATA``, else ``../shared/data``),
 so the config and the data loaders resolve it the same way.
@@ -11,13 +12,14 @@ so the config and the data loaders resolve it the same way.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import tomli
 
@@ -242,12 +244,37 @@ def apply_overrides(doc: dict, overrides: list[str]) -> dict:
     return doc
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """Load a TOML config (or the defaults when ``path`` is None) and apply ``--set`` overrides."""
+class ConfigHooks(Protocol):
+    """What plugins add to loading a config: defaults for their own keys, and checks.
+
+    :class:`~olafhe.core.contract.registry.PluginRegistry` implements it through the hooks
+    ``olafhe_config_defaults`` and ``olafhe_validate_config``; config only needs these two methods.
+    """
+
+    def config_defaults(self, config: Config) -> list[dict]:
+        """Partial config documents (same tables as the TOML) to lay under the user's values."""
+
+    def validate_config(self, config: Config) -> None:
+        """Raise :class:`ConfigError` with a one-line message when ``config`` is unusable."""
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
+                hooks: ConfigHooks | None = None) -> Config:
+    """Load a TOML config (or the defaults when ``path`` is None) and apply ``--set`` overrides.
+
+    With ``hooks`` (the CLI passes the plugin registry), plugin defaults go under the file and the
+    overrides (whatever the user wrote wins), and plugin checks run after the built-in ones.
+    """
     doc = apply_overrides(_read(path), list(overrides or []))
     config = _build(Config, doc)
+    if hooks is not None:
+        defaults = hooks.config_defaults(config)
+        if defaults:
+            config = _build(Config, _merge_under(doc, defaults))
     config.source = "" if path is None else str(Path(path))
     _validate(config)
+    if hooks is not None:
+        hooks.validate_config(config)
     return config
 
 
@@ -262,6 +289,26 @@ def _read(path: str | Path | None) -> dict:
         return tomli.loads(path.read_text())
     except tomli.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+
+
+def _merge_under(doc: dict, defaults: list[dict]) -> dict:
+    """``doc`` laid over the merged ``defaults``; two defaults that disagree on a key are a ConfigError."""
+    base: dict = {}
+    for layer in defaults:
+        _merge_into(base, layer, overwrite=False)
+    _merge_into(base, doc, overwrite=True)
+    return base
+
+
+def _merge_into(base: dict, layer: dict, overwrite: bool, prefix: str = "") -> None:
+    for key, value in layer.items():
+        dotted = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge_into(base[key], value, overwrite, dotted)
+        elif key not in base or overwrite:
+            base[key] = copy.deepcopy(value)
+        elif base[key] != value:
+            raise ConfigError(f"plugins give config key {dotted!r} two defaults: {base[key]!r} and {value!r}")
 
 
 def _validate(config: Config) -> None:

@@ -104,7 +104,7 @@ def run_bench(configs: list[str], out_dir: Path, set_overrides: list[str] | None
     """
     combos = [tuple(c) for c in (combos or DEFAULT_COMBOS)]  # type: ignore[misc]
     _check_names(combos, backends)  # fail fast on a bad name, before any model is loaded
-    loaded_configs = [load_config(path, set_overrides) for path in configs]
+    loaded_configs = [load_config(path, set_overrides, hooks=registry()) for path in configs]
     opts = _Options(Path(out_dir), log, encrypted, limit, uniform_degree, progress,
                     list(backends) if backends else None, Path(plans_dir) if plans_dir else None,
                     load_measured_runs(measured or []))

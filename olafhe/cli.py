@@ -1,4 +1,4 @@
-"""The ``olafhe`` command line (see shared/CONTRACT.md for the commands and JSON outputs).
+"""The ``olafhe`` command line (see docs/contract.md for the commands and JSON outputs).
 
 Every command exits non-zero with a one-line ``olafhe: error: ...`` message on bad input; ``--json``
 prints exactly one JSON object on stdout (progress bars and logs go to stderr).

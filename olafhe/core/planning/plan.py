@@ -1,6 +1,6 @@
 """The Plan: what to evaluate at every activation layer, where to bootstrap, at which levels.
 
-JSON format (see ``shared/CONTRACT.md``; extra fields are allowed and preserved)::
+JSON format (see ``docs/contract.md``; extra fields are allowed and preserved)::
 
     {"format": "olafhe-plan", "version": 1,
      "model": str, "approximator": str, "optimizer": str,

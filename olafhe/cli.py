@@ -19,9 +19,17 @@ def _log(message: str) -> None:
 
 
 def _config(args: argparse.Namespace):  # noqa: ANN202
-    from olafhe.core.config import load_config
+    """The command's config (file, ``--set`` values, plugins chosen by flag) with plugin defaults and checks.
 
-    return load_config(args.config, args.set)
+    ``--approximator`` / ``--optimizer`` go into the config too, so plugin hooks see what will run.
+    """
+    from olafhe.core.config import load_config
+    from olafhe.core.contract.registry import registry
+
+    flags = {"approximation.approximator": getattr(args, "approximator", None),
+             "optimizer.name": getattr(args, "optimizer", None)}
+    chosen = [f"{key}={json.dumps(name)}" for key, name in flags.items() if name]
+    return load_config(args.config, [*args.set, *chosen], hooks=registry())
 
 
 def _plan(path: str | None):  # noqa: ANN202
@@ -105,7 +113,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     print(format_plan(result.plan))
     print(f"plan written to {out} ({result.seconds:.1f} s)")
     if args.png:
-        from olafhe.report.report import plot_degrees
+        from olafhe.report.plots import plot_degrees
 
         plot_degrees({f"{result.plan.approximator}/{result.plan.optimizer}": result.plan}, args.png)
         print(f"degrees plot written to {args.png}")
@@ -168,7 +176,7 @@ def cmd_costs(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from olafhe.report.report import run_bench
+    from olafhe.report.bench import run_bench
 
     run_bench(args.configs, Path(args.out), set_overrides=args.set, log=_log, encrypted=args.encrypted,
               limit=args.limit, readme=args.readme,

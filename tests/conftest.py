@@ -16,9 +16,10 @@ import pytest
 import torch
 from torch import nn
 
+from olafhe.core.config import resolve_data_dir
 from olafhe.core.graph.fx_import import import_model
 from olafhe.core.graph.ir import Graph
-from olafhe.data import balanced_subset, load_cifar10, resolve_data_dir, to_tensor
+from olafhe.data import balanced_subset, load_cifar10, to_tensor
 from olafhe.models import build_model
 
 

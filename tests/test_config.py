@@ -146,6 +146,48 @@ def test_invalid_values_are_refused_after_typing() -> None:
 
 
 # ------------------------------------------------------------------------------------------------
+# plugin hooks: defaults under the user's values, checks after the built-in ones
+# ------------------------------------------------------------------------------------------------
+
+
+class _Hooks:
+    """A ConfigHooks stand-in: fixed default documents, and a record of what it validated."""
+
+    def __init__(self, *defaults: dict) -> None:
+        self.defaults = list(defaults)
+        self.seen: list[Config] = []
+
+    def config_defaults(self, config: Config) -> list[dict]:
+        return self.defaults
+
+    def validate_config(self, config: Config) -> None:
+        self.seen.append(config)
+
+
+def test_plugin_defaults_go_under_the_file_and_the_overrides() -> None:
+    hooks = _Hooks({"approximation": {"approximator_params": {"margin": 0.2, "floor": 0.01}}},
+                   {"optimizer": {"optimizer_params": {"degree": 7}}, "run": {"out": "plugin-out"}})
+    config = load_config(CONFIGS / "small_cnn.toml", ["approximation.approximator_params={margin = 0.1}"], hooks)
+    assert config.approximation.approximator_params == {"margin": 0.1, "floor": 0.01}  # merged key by key
+    assert config.optimizer.optimizer_params == {"degree": 7}
+    assert config.run.out == "plugin-out"
+    assert config.optimizer.name == "dp" and config.approximation.degrees == [3, 5, 7]  # the file's values stay
+    assert hooks.seen == [config]  # validated once, with the defaults applied
+    assert load_config(CONFIGS / "small_cnn.toml", ["run.out=mine"], hooks).run.out == "mine"
+
+
+def test_plugin_defaults_are_checked_like_the_file() -> None:
+    with pytest.raises(ConfigError, match="'optimizer.budget'"):
+        load_config(None, hooks=_Hooks({"optimizer": {"budget": 3}}))
+    with pytest.raises(ConfigError, match="plugins give config key 'run.out' two defaults"):
+        load_config(None, hooks=_Hooks({"run": {"out": "a"}}, {"run": {"out": "b"}}))
+    hooks = _Hooks({"data": {"batch_size": 0}})
+    with pytest.raises(ConfigError, match="data.batch_size must be positive"):
+        load_config(None, hooks=hooks)
+    assert hooks.seen == []  # built-in checks first
+
+
+# ------------------------------------------------------------------------------------------------
 # files
 # ------------------------------------------------------------------------------------------------
 

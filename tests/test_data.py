@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from olafhe.core import config as config_mod
+from olafhe.core.config import resolve_data_dir
 from olafhe.core.errors import ConfigError, DataError, ShapeError
-from olafhe.data import MEAN, STD, balanced_subset, cache_dir, load_cifar10, require_file, resolve_data_dir, to_tensor
-from olafhe.data import paths as paths_mod
+from olafhe.data import MEAN, STD, balanced_subset, cache_dir, load_cifar10, require_file, to_tensor
 
 
 # ------------------------------------------------------------------------------------------------ paths
@@ -31,14 +32,14 @@ def test_data_dir_env_pointing_nowhere_is_an_error(monkeypatch: pytest.MonkeyPat
 
 def test_data_dir_default_is_shared_data_next_to_repo(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OLAFHE_DATA", raising=False)
-    expected = paths_mod.REPO_ROOT.parent / "shared" / "data"
+    expected = config_mod.REPO_ROOT.parent / "shared" / "data"
     assert resolve_data_dir() == expected
     assert (expected / "cifar10" / "test.npz").is_file()
 
 
 def test_no_data_dir_says_what_to_set(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("OLAFHE_DATA", raising=False)
-    monkeypatch.setattr(paths_mod, "REPO_ROOT", tmp_path / "repo")
+    monkeypatch.setattr(config_mod, "REPO_ROOT", tmp_path / "repo")
     with pytest.raises(DataError) as info:
         resolve_data_dir()
     message = str(info.value)

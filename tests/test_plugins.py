@@ -1,4 +1,4 @@
-"""The plugin manager: built-in names, errors, run-time registration, and a real entry-point install.
+"""The plugin manager: built-in names, errors, run-time registration, config hooks, and a real entry-point install.
 
 The entry-point test installs ``examples/olafhe-example-plugin`` with pip into a temporary folder
 (offline, no build isolation, ~3 s) and puts that folder on ``sys.path``: olafhe then finds the plugin
@@ -18,12 +18,14 @@ import numpy as np
 import pytest
 import tomli
 
+from olafhe.core.config import Config, load_config
 from olafhe.core.contract.hookspecs import hookimpl
 from olafhe.core.contract.interfaces import DegreeOptimizer, OptimizationProblem, Solution
 from olafhe.core.contract.registry import PluginRegistry, registry, reset_registry
-from olafhe.core.errors import PluginError
+from olafhe.core.errors import ConfigError, PluginError
 
 REPO = Path(__file__).resolve().parents[1]
+SMALL_CNN = str(REPO / "configs" / "small_cnn.toml")
 EXAMPLE = REPO / "examples" / "olafhe-example-plugin"
 EXAMPLE_DIST = "olafhe-example-plugin"
 
@@ -128,6 +130,73 @@ def test_runtime_registration_through_the_process_registry(fresh_registry: Plugi
 
 
 # ------------------------------------------------------------------------------------------------
+# config hooks: plugin defaults and checks, applied as the config loads
+# ------------------------------------------------------------------------------------------------
+
+
+class _ConfigPlugin:
+    """An optimizer plugin with a default ``steps`` parameter and a check on it."""
+
+    @hookimpl
+    def olafhe_optimizers(self) -> list[type]:
+        return [_RuntimeOptimizer]
+
+    @hookimpl
+    def olafhe_config_defaults(self, config: Config) -> dict | None:
+        if config.optimizer.name != _RuntimeOptimizer.name:
+            return None  # optimizer_params belongs to another optimizer
+        return {"optimizer": {"optimizer_params": {"steps": 4}}}
+
+    @hookimpl
+    def olafhe_validate_config(self, config: Config) -> None:
+        steps = config.optimizer.optimizer_params.get("steps")
+        if config.optimizer.name == _RuntimeOptimizer.name and (not isinstance(steps, int) or steps < 1):
+            raise ConfigError(f"optimizer.optimizer_params.steps must be a positive integer for runtime-test, "
+                              f"got {steps!r}")
+
+
+def test_config_hooks_give_defaults_and_refuse_bad_values() -> None:
+    reg = PluginRegistry(load_entry_points=False)
+    reg.register(_ConfigPlugin(), name="config-plugin")
+    selected = "optimizer.name=runtime-test"
+    assert load_config(SMALL_CNN, [selected], hooks=reg).optimizer.optimizer_params == {"steps": 4}
+    assert load_config(SMALL_CNN, [selected]).optimizer.optimizer_params == {}  # no hooks, no plugin defaults
+    mine = load_config(SMALL_CNN, [selected, "optimizer.optimizer_params={steps = 9}"], hooks=reg)
+    assert mine.optimizer.optimizer_params == {"steps": 9}  # the user's value wins
+    other = load_config(SMALL_CNN, hooks=reg)
+    assert other.optimizer.name == "dp" and other.optimizer.optimizer_params == {}  # not selected: untouched
+    with pytest.raises(ConfigError) as err:
+        load_config(SMALL_CNN, [selected, "optimizer.optimizer_params={steps = 0}"], hooks=reg)
+    assert str(err.value) == "optimizer.optimizer_params.steps must be a positive integer for runtime-test, got 0"
+
+
+def test_config_hook_errors_reach_the_cli_as_one_line(fresh_registry: PluginRegistry, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture) -> None:
+    from olafhe.cli import main
+
+    fresh_registry.register(_ConfigPlugin(), name="config-plugin")
+    argv = ["optimize", SMALL_CNN, "--optimizer", "runtime-test", "--no-progress",  # chosen by flag, seen by hooks
+            "--set", "optimizer.optimizer_params={steps = -2}", "--set", f"data.dir={tmp_path / 'no-data-here'}"]
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == ("olafhe: error: optimizer.optimizer_params.steps must be a positive integer for "
+                            "runtime-test, got -2\n")
+
+
+def test_config_defaults_must_be_a_table() -> None:
+    class Broken:
+        @hookimpl
+        def olafhe_config_defaults(self) -> list:  # fewer arguments than the spec is fine; a list is not
+            return ["margin"]
+
+    reg = PluginRegistry(load_entry_points=False)
+    reg.register(Broken(), name="broken")
+    with pytest.raises(PluginError, match="olafhe_config_defaults must return a table"):
+        load_config(None, hooks=reg)
+
+
+# ------------------------------------------------------------------------------------------------
 # a real third-party package, discovered through its entry point
 # ------------------------------------------------------------------------------------------------
 
@@ -223,3 +292,18 @@ def test_cli_plugins_json_includes_the_plugin(with_example: Path, capsys: pytest
     assert doc["approximators"]["chebyshev-interp"] == EXAMPLE_DIST
     assert doc["optimizers"]["max-degree"] == EXAMPLE_DIST
     assert {n for n, s in doc["backends"].items() if s == "builtin"} == BUILTINS["backends"]
+
+
+def test_example_plugin_config_hooks(with_example: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from olafhe.cli import main
+
+    chosen = ["approximation.approximator=chebyshev-interp"]
+    assert load_config(SMALL_CNN, chosen, hooks=registry()).approximation.approximator_params == {"margin": 0.2}
+    assert load_config(SMALL_CNN, hooks=registry()).approximation.approximator_params == {}  # wls: untouched
+    argv = ["optimize", SMALL_CNN, "--approximator", "chebyshev-interp", "--no-progress",
+            "--set", "approximation.approximator_params={margin = -1}", "--set", f"data.dir={tmp_path / 'none'}"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err == ("olafhe: error: approximation.approximator_params.margin must be a number >= 0 for "
+                   "chebyshev-interp, got -1\n")
+

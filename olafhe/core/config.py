@@ -3,37 +3,47 @@
 Every section and key is declared below; an unknown key or a value of the wrong type is a
 :class:`~olafhe.core.errors.ConfigError` naming the dotted key. ``--set model.name=resnet44`` parses
 the value as a TOML literal (``3``, ``true``, ``[7, 15]``, ``"x"``) and falls back to a plain string.
-Plugin-specific parameters go in free-form tables (``approximator_params``, ``optimizer_params``).
+Plugin-specific parameters go in free-form tables (``approximator_params``, ``optimizer_params``);
+plugins may add defaults and checks for them through :class:`ConfigHooks` (the plugin registry is one).
+
+The data directory rule lives here too (config value, else ``$OLAFHE_DATA``, else ``../shared/data``),
+so the config and the data loaders resolve it the same way.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import tomli
 
-from olafhe.core.errors import ConfigError
+from olafhe.core.errors import ConfigError, DataError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+"""The repository root (the folder that holds the ``olafhe`` package)."""
+
+DATA_ENV = "OLAFHE_DATA"
+EXPECTED_LAYOUT = (
+    "cifar10/test.npz and cifar10/train_subset.npz (or a torchvision cifar-10-batches-py folder) "
+    "and checkpoints/*.th"
+)
 
 
 @dataclass
 class ModelConfig:
     name: str = "resnet20"
     checkpoint: str = ""          # relative paths resolve against the data directory
-    num_classes: int = 10
 
 
 @dataclass
 class DataConfig:
     dir: str = ""                 # "" -> $OLAFHE_DATA, else ../shared/data next to the repository
-    dataset: str = "cifar10"
     calibration_images: int = 5000
     batch_size: int = 500
     seed: int = 0
@@ -110,14 +120,42 @@ class Config:
     # ----------------------------------------------------------------- derived
     def data_dir(self) -> Path:
         """The data directory: config value, else ``$OLAFHE_DATA``, else ``../shared/data``."""
-        from olafhe.data.paths import resolve_data_dir
-
         return resolve_data_dir(self.data.dir or None)
 
     def to_dict(self) -> dict:
         doc = dataclasses.asdict(self)
         doc.pop("source", None)
         return doc
+
+
+# ------------------------------------------------------------------------------------------------
+def resolve_data_dir(explicit: str | Path | None = None) -> Path:
+    """Return the data directory.
+
+    Order: ``explicit`` (e.g. the config's ``data.dir``), else ``$OLAFHE_DATA``, else
+    ``<repo>/../shared/data`` when it exists. A named directory that does not exist is an error rather
+    than a silent fall-through, so a typo never picks up other data.
+    """
+    if explicit:
+        return _existing_dir(Path(explicit).expanduser(), "data.dir")
+    env = os.environ.get(DATA_ENV, "")
+    if env:
+        return _existing_dir(Path(env).expanduser(), f"${DATA_ENV}")
+    default = REPO_ROOT.parent / "shared" / "data"
+    if default.is_dir():
+        return default
+    raise DataError(
+        f"no data directory: set {DATA_ENV} or data.dir to a folder with {EXPECTED_LAYOUT} "
+        f"(the default {default} does not exist)"
+    )
+
+
+def _existing_dir(path: Path, origin: str) -> Path:
+    if not path.is_dir():
+        raise DataError(
+            f"data directory {path} (from {origin}) does not exist: point it at a folder with {EXPECTED_LAYOUT}"
+        )
+    return path
 
 
 # ------------------------------------------------------------------------------------------------
@@ -208,24 +246,71 @@ def apply_overrides(doc: dict, overrides: list[str]) -> dict:
     return doc
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """Load a TOML config (or the defaults when ``path`` is None) and apply ``--set`` overrides."""
-    doc: dict = {}
-    source = ""
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist")
-        try:
-            doc = tomli.loads(path.read_text())
-        except tomli.TOMLDecodeError as exc:
-            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
-        source = str(path)
-    doc = apply_overrides(doc, list(overrides or []))
+class ConfigHooks(Protocol):
+    """What plugins add to loading a config: defaults for their own keys, and checks.
+
+    :class:`~olafhe.core.contract.registry.PluginRegistry` implements it through the hooks
+    ``olafhe_config_defaults`` and ``olafhe_validate_config``; config only needs these two methods.
+    """
+
+    def config_defaults(self, config: Config) -> list[dict]:
+        """Partial config documents (same tables as the TOML) to lay under the user's values."""
+
+    def validate_config(self, config: Config) -> None:
+        """Raise :class:`ConfigError` with a one-line message when ``config`` is unusable."""
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
+                hooks: ConfigHooks | None = None) -> Config:
+    """Load a TOML config (or the defaults when ``path`` is None) and apply ``--set`` overrides.
+
+    With ``hooks`` (the CLI passes the plugin registry), plugin defaults go under the file and the
+    overrides (whatever the user wrote wins), and plugin checks run after the built-in ones.
+    """
+    doc = apply_overrides(_read(path), list(overrides or []))
     config = _build(Config, doc)
-    config.source = source
+    if hooks is not None:
+        defaults = hooks.config_defaults(config)
+        if defaults:
+            config = _build(Config, _merge_under(doc, defaults))
+    config.source = "" if path is None else str(Path(path))
     _validate(config)
+    if hooks is not None:
+        hooks.validate_config(config)
     return config
+
+
+def _read(path: str | Path | None) -> dict:
+    """The TOML document at ``path`` (empty when None); a missing or invalid file is a ConfigError."""
+    if path is None:
+        return {}
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        return tomli.loads(path.read_text())
+    except tomli.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+
+
+def _merge_under(doc: dict, defaults: list[dict]) -> dict:
+    """``doc`` laid over the merged ``defaults``; two defaults that disagree on a key are a ConfigError."""
+    base: dict = {}
+    for layer in defaults:
+        _merge_into(base, layer, overwrite=False)
+    _merge_into(base, doc, overwrite=True)
+    return base
+
+
+def _merge_into(base: dict, layer: dict, overwrite: bool, prefix: str = "") -> None:
+    for key, value in layer.items():
+        dotted = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge_into(base[key], value, overwrite, dotted)
+        elif key not in base or overwrite:
+            base[key] = copy.deepcopy(value)
+        elif base[key] != value:
+            raise ConfigError(f"plugins give config key {dotted!r} two defaults: {base[key]!r} and {value!r}")
 
 
 def _validate(config: Config) -> None:
@@ -242,7 +327,3 @@ def _validate(config: Config) -> None:
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
-
-
-def env_flag(name: str) -> bool:
-    return os.environ.get(name, "").lower() in ("1", "true", "yes")

@@ -1,7 +1,7 @@
-"""Datasets: CIFAR-10 from npz files or a torchvision folder, and the data directory."""
+"""Datasets: CIFAR-10 from npz files or a torchvision folder, and the cache directory."""
 
 from olafhe.data.cifar import MEAN, SPLITS, STD, balanced_subset, load_cifar10, to_tensor
-from olafhe.data.paths import cache_dir, require_file, resolve_data_dir
+from olafhe.data.paths import cache_dir, require_file
 
 __all__ = [
     "MEAN",
@@ -11,6 +11,5 @@ __all__ = [
     "cache_dir",
     "load_cifar10",
     "require_file",
-    "resolve_data_dir",
     "to_tensor",
 ]

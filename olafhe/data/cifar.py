@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from olafhe.core.config import resolve_data_dir
 from olafhe.core.errors import ConfigError, DataError, ShapeError
-from olafhe.data.paths import resolve_data_dir
 
 SPLITS = ("test", "train_subset", "train")
 MEAN = (0.485, 0.456, 0.406)
@@ -36,7 +36,7 @@ _BATCHES = {"test": ("test_batch",), "train": tuple(f"data_batch_{i}" for i in r
 def load_cifar10(split: str, data_dir: str | Path | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Load one split as ``(x, y)``: x uint8 (N, 32, 32, 3) NHWC RGB, y int64 (N,).
 
-    ``data_dir`` defaults to :func:`~olafhe.data.paths.resolve_data_dir`.
+    ``data_dir`` defaults to :func:`~olafhe.core.config.resolve_data_dir`.
     """
     if split not in SPLITS:
         raise ConfigError(f"unknown CIFAR-10 split {split!r}; known splits: {', '.join(SPLITS)}")

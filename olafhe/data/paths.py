@@ -1,8 +1,8 @@
-"""Where data, checkpoints and cached artefacts live.
+"""Where cached artefacts live, and a helpful error for a missing input file.
 
-The data directory is read-only input (CIFAR-10 arrays, pre-trained checkpoints); the cache directory
-holds what the project derives itself (the small CNN's trained weights, calibration files). Both are
-resolved in one place so every command and test agrees on them.
+The cache directory holds what the project derives itself (the small CNN's trained weights, calibration
+files). The data directory (read-only input: CIFAR-10 arrays, pre-trained checkpoints) is a config
+rule: :func:`olafhe.core.config.resolve_data_dir`.
 """
 
 from __future__ import annotations
@@ -10,47 +10,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from olafhe.core.config import REPO_ROOT
 from olafhe.core.errors import DataError
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-"""The repository root (the folder that holds the ``olafhe`` package)."""
-
-DATA_ENV = "OLAFHE_DATA"
 CACHE_ENV = "OLAFHE_CACHE"
-
-EXPECTED_LAYOUT = (
-    "cifar10/test.npz and cifar10/train_subset.npz (or a torchvision cifar-10-batches-py folder) "
-    "and checkpoints/*.th"
-)
-
-
-def _existing_dir(path: Path, origin: str) -> Path:
-    if not path.is_dir():
-        raise DataError(
-            f"data directory {path} (from {origin}) does not exist: point it at a folder with {EXPECTED_LAYOUT}"
-        )
-    return path
-
-
-def resolve_data_dir(explicit: str | Path | None = None) -> Path:
-    """Return the data directory.
-
-    Order: ``explicit`` (e.g. the config's ``data.dir``), else ``$OLAFHE_DATA``, else
-    ``<repo>/../shared/data`` when it exists. A named directory that does not exist is an error rather
-    than a silent fall-through, so a typo never picks up other data.
-    """
-    if explicit:
-        return _existing_dir(Path(explicit).expanduser(), "data.dir")
-    env = os.environ.get(DATA_ENV, "")
-    if env:
-        return _existing_dir(Path(env).expanduser(), f"${DATA_ENV}")
-    default = REPO_ROOT.parent / "shared" / "data"
-    if default.is_dir():
-        return default
-    raise DataError(
-        f"no data directory: set {DATA_ENV} or data.dir to a folder with {EXPECTED_LAYOUT} "
-        f"(the default {default} does not exist)"
-    )
 
 
 def cache_dir() -> Path:

@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from olafhe.core.config import resolve_data_dir
 from olafhe.core.errors import ConfigError, DataError
-from olafhe.data.paths import resolve_data_dir
 from olafhe.models.resnet import DEPTHS, CifarResNet, resnet
 from olafhe.models.small_cnn import SmallCNN, small_cnn_checkpoint
 
@@ -119,7 +119,7 @@ def build_model(
     """Build model ``name`` (one of :data:`MODEL_NAMES`) in eval mode, float32, with its weights.
 
     ``checkpoint``: a path (relative paths resolve against ``data_dir``, itself defaulting to
-    :func:`~olafhe.data.paths.resolve_data_dir`), or ``None``/``""`` for the model's default weights.
+    :func:`~olafhe.core.config.resolve_data_dir`), or ``None``/``""`` for the model's default weights.
     ``seed`` (only with no checkpoint): seeded random weights instead of trained ones.
     """
     if name not in MODEL_NAMES:

@@ -27,6 +27,7 @@ from olafhe.core.errors import ApproximationError
 from olafhe.core.poly.approximation import Approximation, resolve_activation
 
 ERROR_GRID_POINTS = 10_001
+DEFAULT_MARGIN = 0.2  # of the calibration width, on each side (also the plugin's config default)
 
 
 class ChebyshevInterpApproximator(Approximator):
@@ -35,7 +36,7 @@ class ChebyshevInterpApproximator(Approximator):
     name = "chebyshev-interp"
     description = "interpolation at Chebyshev nodes on the calibration range plus a margin (example plugin)"
 
-    def __init__(self, activation: str = "relu", margin: float = 0.2, **params: Any) -> None:
+    def __init__(self, activation: str = "relu", margin: float = DEFAULT_MARGIN, **params: Any) -> None:
         if params:
             raise ApproximationError(f"{self.name}: unknown parameter(s) {sorted(params)}; known: ['margin']")
         if not float(margin) >= 0:

@@ -96,10 +96,12 @@ def format_plan(plan) -> str:  # noqa: ANN001
         a = ly.approximation
         lines.append(f"{ly.name:<18} {a.degree:>4} [{a.interval[0]:8.3f},{a.interval[1]:8.3f}] "
                      f"{a.weighted_mse:10.2e} {ly.depth:>5} {ly.level_in:>6} {'yes' if ly.bootstrap_before else '':>4}")
-    acc, latency = plan.predicted.accuracy, plan.predicted.latency_s
+    pred = plan.predicted
+    latency = float("nan") if pred.latency_s is None else pred.latency_s
+    quality = f"predicted test-set drop {pred.test_drop:.2f} points (at most {pred.max_test_drop})" \
+        if pred.test_drop is not None else f"accuracy on tuning images {pred.accuracy}"
     lines.append(f"bootstraps {plan.bootstraps}, levels after bootstrap {plan.ckks.levels}, input level "
-                 f"{plan.input_level}; predicted latency {float('nan') if latency is None else latency:.1f} s, "
-                 f"accuracy on tuning images {acc if acc is None else f'{acc:.2f}%'}")
+                 f"{plan.input_level}; predicted latency {latency:.1f} s, {quality}")
     return "\n".join(lines)
 
 

@@ -53,7 +53,8 @@ def test_plan_is_consistent(plan: Plan, loaded) -> None:
         level = ly.level_in - ly.depth
     assert level >= 2  # pooling + classifier
     assert plan.predicted.latency_s > 0
-    assert plan.predicted.accuracy >= plan.predicted.target_accuracy
+    assert plan.predicted.meets_target is True
+    assert plan.predicted.test_drop <= plan.predicted.max_test_drop
 
 
 def test_simulator_accuracy_matches_direct_fast_path(config, loaded, plan: Plan) -> None:

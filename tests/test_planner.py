@@ -18,8 +18,10 @@ from olafhe.core.compiler.runtime import encrypted_inference
 from olafhe.core.contract.ckks import CKKSParams
 from olafhe.core.errors import InfeasibleError
 from olafhe.core.planning.costs import CostTable
+from olafhe.core.planning.criterion import FlipCriterion
 from olafhe.core.planning.plan import PlanCKKS
-from olafhe.core.planning.planner import STAGE_SEP, build_problem, make_candidates, solution_to_plan, tune_budget
+from olafhe.core.planning.planner import STAGE_SEP, build_problem, make_candidates, solution_to_plan
+from olafhe.core.planning.tuning import tune_budget
 from olafhe.optimizers.dp import DPOptimizer
 from olafhe.optimizers.uniform import UniformOptimizer
 
@@ -91,7 +93,7 @@ def test_composite_bootstraps_between_stages_and_runs() -> None:
     assert totals["activation"] < 0.02 * plan.bootstraps
 
 
-def test_tune_budget_finds_the_largest_budget_meeting_the_target() -> None:
+def test_tune_budget_finds_the_cheapest_plan_meeting_the_predicted_drop() -> None:
     graph = tiny_graph()
     stats = layer_stats(graph)
     cands = {n: make_candidates(WLSApproximator().candidates(s, [3, 5, 7, 15]), 1.0, depth_of, COSTS, 8)
@@ -101,18 +103,34 @@ def test_tune_budget_finds_the_largest_budget_meeting_the_target() -> None:
     def make_plan(sol):  # noqa: ANN001, ANN202
         return solution_to_plan(sol, problem, "tiny", "wls", "dp", PlanCKKS())
 
-    # "accuracy" falls with the plan's distortion: the target is met below a known distortion
-    threshold = sorted(c.distortion for c in problem.layers[0].candidates)[1] + min(
-        c.distortion for c in problem.layers[1].candidates)
+    # logits perturbed in proportion to sqrt(distortion), as the criterion's scaling model assumes
+    rng = np.random.default_rng(0)
+    reference = rng.normal(0.0, 3.0, (400, 10))
+    shape = rng.normal(0.0, 1.0, (400, 10))
+    simulated: list[float] = []
 
-    def accuracy(plan) -> float:  # noqa: ANN001
-        return 100.0 if plan.predicted.distortion <= threshold else 0.0
+    def logits_of(plan) -> np.ndarray:  # noqa: ANN001
+        simulated.append(plan.predicted.distortion)
+        return reference + shape * np.sqrt(plan.predicted.distortion)
 
-    result = tune_budget(DPOptimizer(), problem, make_plan, accuracy, target=50.0, iterations=12)
-    assert result.accuracy == 100.0 and result.plan.predicted.distortion <= threshold
-    assert len(result.history) >= 3
+    crit = FlipCriterion(reference, 0.0019, 2.0)
+    lo = sum(min(c.distortion for c in s.candidates) for s in problem.layers)
+    drop_at = {}
+    for b in np.geomspace(lo * 1.01, lo * 1e4, 60):  # every plan the optimizer can make, and its true drop
+        try:
+            sol = DPOptimizer().optimize(problem, float(b))
+        except InfeasibleError:
+            continue
+        drop_at[sol.distortion] = (crit.predicted_drop(crit.perturbations(reference + shape * np.sqrt(sol.distortion))),
+                                   sol.predicted_seconds)
+    max_drop = sorted(d for d, _ in drop_at.values())[len(drop_at) // 2]  # a target some plans meet, some miss
+    result = tune_budget(DPOptimizer(), problem, make_plan, logits_of, crit, max_drop)
+    assert result.predicted_drop <= max_drop
+    best_seconds = min(s for d, s in drop_at.values() if d <= max_drop)
+    assert result.solution.predicted_seconds <= best_seconds * 1.05  # (near) the cheapest admissible plan
+    assert len(simulated) <= 5  # a few simulations, not a bisection's worth
     with pytest.raises(InfeasibleError):
-        tune_budget(DPOptimizer(), problem, make_plan, lambda plan: 0.0, target=50.0, iterations=3)
+        tune_budget(DPOptimizer(), problem, make_plan, lambda plan: -reference, crit, max_drop)
 
 
 def test_cost_table_for_slots_prices_sparse_bootstraps() -> None:

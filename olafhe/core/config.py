@@ -66,8 +66,11 @@ class ApproximationConfig:
 @dataclass
 class OptimizerConfig:
     name: str = "dp"
-    accuracy_drop: float = 0.3    # allowed drop in points on calibration images
-    eval_images: int = 2000       # calibration images used to tune the budget
+    accuracy_drop: float = 0.3    # allowed predicted drop in points on unseen images (the tuning criterion)
+    eval_images: int = 2000       # held-out training images behind the test-like tuning pool
+    # tuning criterion: predicted drop = coefficient * flip_rate(%) ** exponent (docs/architecture.md)
+    criterion_coefficient: float = 0.0019
+    criterion_exponent: float = 2.0
     leveled: bool = False         # no bootstraps: total depth must fit max_level
     max_level: int = 0            # 0 -> the backend's
     optimizer_params: dict = field(default_factory=dict)

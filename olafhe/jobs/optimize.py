@@ -1,9 +1,9 @@
 """The optimize job: calibration -> candidate approximations -> degrees, bootstraps and levels -> a Plan.
 
 Every bootstrapping configuration the cost table measured (levels after bootstrap) is optimized
-separately, its distortion budget tuned until the fast simulator meets the accuracy target on the
-tuning images; the fastest plan wins. Leveled backends (or ``optimizer.leveled``) get one search
-without bootstraps.
+separately, its distortion budget tuned until the plan's predicted test-set drop (the tuning criterion on
+the test-like tuning pool, simulated) is at most ``optimizer.accuracy_drop``; the fastest plan wins.
+Leveled backends (or ``optimizer.leveled``) get one search without bootstraps.
 """
 
 from __future__ import annotations
@@ -25,18 +25,22 @@ from olafhe.core.contract.interfaces import Approximator, Candidate, DegreeOptim
 from olafhe.core.errors import DataError, OlafheError
 from olafhe.core.planning.ckks import plan_ckks
 from olafhe.core.planning.costs import CostTable
+from olafhe.core.planning.criterion import FlipCriterion
 from olafhe.core.planning.plan import Plan, PlanCKKS, PlanExtra
-from olafhe.core.planning.planner import (
-    TuningResult,
-    build_problem,
-    make_candidates,
-    solution_to_plan,
-    top_level,
-    tune_budget,
-)
+from olafhe.core.planning.planner import build_problem, make_candidates, solution_to_plan, top_level
+from olafhe.core.planning.tuning import TuningResult, tune_budget
 from olafhe.jobs.backend import approximator_for, cost_table, make_backend, optimizer_for
 from olafhe.jobs.predict import predict
-from olafhe.jobs.workspace import Loaded, Log, calibration_split, get_calibration, load, quiet, sensitivities
+from olafhe.jobs.workspace import (
+    Loaded,
+    Log,
+    calibration_split,
+    get_calibration,
+    load,
+    quiet,
+    sensitivities,
+    tuning_pool,
+)
 
 
 @dataclass
@@ -44,7 +48,6 @@ class OptimizeResult:
     plan: Plan
     history: list[dict]
     seconds: float
-    plaintext_accuracy: float
 
 
 @dataclass
@@ -59,15 +62,15 @@ class _Search:
     costs: CostTable
     max_level: int
     ckks_for: Callable[[int | None], PlanCKKS]
-    accuracy_of: Callable[[Plan], float]
-    target: float
+    logits_of: Callable[[Plan], np.ndarray]
+    criterion: FlipCriterion
     log: Log
 
 
 def run_optimize(config: Config, approximator: str | None = None, optimizer: str | None = None,
                  log: Log = quiet, progress: bool = True, loaded: Loaded | None = None,
                  calibration: CalibrationResult | None = None) -> OptimizeResult:
-    """The fastest plan that meets ``optimizer.accuracy_drop`` below plaintext accuracy on the tuning images."""
+    """The fastest plan whose predicted test-set drop is at most ``optimizer.accuracy_drop`` points."""
     t_start = time.perf_counter()
     approx = approximator_for(config, approximator)   # unknown names fail before any data is loaded
     opt = optimizer_for(config, optimizer)
@@ -77,7 +80,7 @@ def run_optimize(config: Config, approximator: str | None = None, optimizer: str
     backend = make_backend(config, cost_backend if cost_backend != "simulator" else None, graph=loaded.graph)
     caps = backend.capabilities()
     costs = cost_table(config, slots=caps.slots)
-    cal_x, _, tune_x, tune_y = calibration_split(config, loaded.data_dir)
+    cal_x, _, _, _ = calibration_split(config, loaded.data_dir)
     sens = sensitivities(config, loaded, cal_x, calib, log)
     cands_raw = _fit_candidates(config, approx, calib, log)
     configs, max_level = _bootstrap_configs(config, caps, costs)
@@ -85,17 +88,17 @@ def run_optimize(config: Config, approximator: str | None = None, optimizer: str
     cands = {name: make_candidates(c, sens[name], backend.chebyshev_depth, costs, top) for name, c in cands_raw.items()}
     program = compile_program(loaded.graph, None, caps.slots, input_level=top,
                               max_rotation_keys=config.backend.max_rotation_keys)
-    plain_acc, target = _accuracy_target(config, loaded, tune_x, tune_y, log)
+    pool = tuning_pool(config, loaded.data_dir)
+    criterion = _criterion(config, loaded, pool, log)
     search = _Search(config, approx.name, opt, program, cands, costs, max_level,
-                     _plan_ckks_for(backend, caps, costs), _tuning_accuracy(config, loaded, caps, tune_x, tune_y),
-                     target, log)
+                     _plan_ckks_for(backend, caps, costs), _pool_logits(config, loaded, caps, pool), criterion, log)
     best, history = _best_over_configs(search, configs)
     plan = best.plan
-    plan.predicted = replace(plan.predicted, accuracy=best.accuracy, target_accuracy=target)
-    plan.extra = PlanExtra(tuning={"images": len(tune_y), "plaintext_accuracy": plain_acc, "budget": best.budget,
-                                   "history": history},
+    plan.predicted = replace(plan.predicted, test_drop=best.predicted_drop, max_test_drop=best.max_drop)
+    plan.extra = PlanExtra(tuning={"images": len(pool), "pool": "mixed", "criterion": _criterion_doc(criterion),
+                                   "budget": best.budget, "history": history},
                            sensitivity=sens, linear_layers=program.linear_report())
-    return OptimizeResult(plan, history, time.perf_counter() - t_start, plain_acc)
+    return OptimizeResult(plan, history, time.perf_counter() - t_start)
 
 
 def _fit_candidates(config: Config, approx: Approximator, calib: CalibrationResult, log: Log) -> dict[str, list]:
@@ -128,27 +131,30 @@ def _plan_ckks_for(backend: Backend, caps: Capabilities, costs: CostTable) -> Ca
     return ckks_for
 
 
-def _accuracy_target(config: Config, loaded: Loaded, tune_x: torch.Tensor, tune_y: np.ndarray,
-                     log: Log) -> tuple[float, float]:
-    """(plaintext accuracy on the tuning images, the accuracy a plan must reach)."""
-    plain_logits = predict(loaded.graph, tune_x, config.data.batch_size)
-    plain_acc = 100.0 * float(np.mean(plain_logits.argmax(1) == tune_y))
-    target = plain_acc - config.optimizer.accuracy_drop
-    log(f"plaintext accuracy on {len(tune_y)} tuning images: {plain_acc:.2f}% -> target {target:.2f}%")
-    return plain_acc, target
+def _criterion(config: Config, loaded: Loaded, pool: torch.Tensor, log: Log) -> FlipCriterion:
+    """The tuning criterion over the plaintext model's logits on the tuning pool."""
+    reference = predict(loaded.graph, pool, config.data.batch_size)
+    opt = config.optimizer
+    crit = FlipCriterion(reference, opt.criterion_coefficient, opt.criterion_exponent)
+    log(f"tuning pool: {len(pool)} mixed training images, plaintext median margin "
+        f"{float(np.median(crit.margins)):.2f}; allowed predicted test-set drop {opt.accuracy_drop} points")
+    return crit
 
 
-def _tuning_accuracy(config: Config, loaded: Loaded, caps: Capabilities, tune_x: torch.Tensor,
-                     tune_y: np.ndarray) -> Callable[[Plan], float]:
-    """Simulator accuracy of a plan on the tuning images, with CKKS-like noise at its precision."""
+def _criterion_doc(criterion: FlipCriterion) -> dict:
+    return {"name": "flips", "coefficient": criterion.coefficient, "exponent": criterion.exponent}
 
-    def accuracy_of(plan: Plan) -> float:
+
+def _pool_logits(config: Config, loaded: Loaded, caps: Capabilities,
+                 pool: torch.Tensor) -> Callable[[Plan], np.ndarray]:
+    """Simulated logits of a plan on the tuning pool, with CKKS-like noise at its bootstrap precision."""
+
+    def logits_of(plan: Plan) -> np.ndarray:
         bits = plan.ckks.precision_bits or caps.precision_bits
-        logits = predict(loaded.graph, tune_x, config.data.batch_size, plan,
-                         noise_bits=bits if config.backend.ckks.noise else None)
-        return 100.0 * float(np.mean(logits.argmax(1) == tune_y))
+        return predict(loaded.graph, pool, config.data.batch_size, plan,
+                       noise_bits=bits if config.backend.ckks.noise else None)
 
-    return accuracy_of
+    return logits_of
 
 
 def _best_over_configs(search: _Search, configs: dict[int, float]) -> tuple[TuningResult, list[dict]]:
@@ -168,7 +174,7 @@ def _best_over_configs(search: _Search, configs: dict[int, float]) -> tuple[Tuni
         if best is None or tuned.solution.predicted_seconds < best.solution.predicted_seconds:
             best = tuned
     if best is None:
-        raise OlafheError("no plan meets the accuracy target: " + "; ".join(failures))
+        raise OlafheError("no plan meets the predicted-drop target: " + "; ".join(failures))
     return best, history
 
 
@@ -184,5 +190,5 @@ def _tune_config(search: _Search, level_after: int | None, seconds: float | None
     def make_plan(sol):  # noqa: ANN001, ANN202
         return solution_to_plan(sol, problem, s.config.model.name, s.approximator, s.optimizer.name, ckks)
 
-    return tune_budget(s.optimizer, problem, make_plan, s.accuracy_of, s.target,
+    return tune_budget(s.optimizer, problem, make_plan, s.logits_of, s.criterion, s.config.optimizer.accuracy_drop,
                        log=lambda m: s.log(f"{tag} {m}"))

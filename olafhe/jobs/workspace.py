@@ -25,6 +25,7 @@ from olafhe.core.config import Config
 from olafhe.core.errors import ConfigError
 from olafhe.core.graph.fx_import import import_model
 from olafhe.core.graph.ir import Graph
+from olafhe.data.augment import mixed
 from olafhe.data.cifar import balanced_subset, load_cifar10, to_tensor
 from olafhe.data.paths import cache_dir
 from olafhe.models import build_model
@@ -62,6 +63,15 @@ def calibration_split(config: Config, data_dir: Path) -> tuple[torch.Tensor, np.
     order = np.random.default_rng(config.data.seed).permutation(len(x))
     cal, tune = order[:n_cal], order[n_cal:n_cal + n_tune]
     return to_tensor(x[cal]), y[cal], to_tensor(x[tune]), y[tune]
+
+
+def tuning_pool(config: Config, data_dir: Path) -> torch.Tensor:
+    """The test-like images the tuning criterion is measured on: the tuning split (held out from the
+    calibration statistics), cropped, flipped and mixed pairwise (:func:`olafhe.data.augment.mixed`)."""
+    x, _ = load_cifar10("train_subset", data_dir)
+    n_cal, n_tune = config.data.calibration_images, config.optimizer.eval_images
+    order = np.random.default_rng(config.data.seed).permutation(len(x))
+    return to_tensor(mixed(x[order[n_cal:n_cal + n_tune]], seed=config.data.seed))
 
 
 def test_set(data_dir: Path, limit: int | None) -> tuple[torch.Tensor, np.ndarray]:

@@ -29,7 +29,7 @@ from olafhe.core.config import Config, load_config
 from olafhe.core.contract.registry import registry
 from olafhe.core.errors import ConfigError, DataError, OlafheError, PluginError
 from olafhe.core.planning.costs import machine_description
-from olafhe.core.planning.plan import Plan
+from olafhe.core.planning.plan import Plan, PlanPredicted
 from olafhe.jobs.backend import approximator_for
 from olafhe.jobs.evaluate import run_evaluate
 from olafhe.jobs.infer import run_infer
@@ -51,7 +51,7 @@ DEFAULT_COMBOS: tuple[tuple[str, str], ...] = (
 
 ROW_DEFAULTS: dict[str, Any] = {
     "backend": None, "accuracy": None, "images": None, "tuning_accuracy": None, "target_accuracy": None,
-    "meets_target": None,
+    "predicted_drop": None, "max_drop": None, "meets_target": None,
     "bootstraps": None, "total_depth": None, "predicted_latency_s": None, "measured_latency_s": None,
     "peak_rss_mb": None, "speedup_predicted": None, "speedup_measured": None, "degrees": [],
     "security_bits": None, "ring_dimension": None, "plan": None, "error": None,
@@ -264,13 +264,14 @@ def _uniform_plan(config: Config, approx: str, loaded: Loaded, calibration: Any,
         except OlafheError as exc:  # e.g. this degree does not fit the levels: try the next one
             history.append({"degree": d, "error": str(exc)})
             continue
-        acc, target = plan.predicted.accuracy, plan.predicted.target_accuracy
-        meets = acc is not None and target is not None and acc >= target
-        history.append({"degree": d, "tuning_accuracy": acc, "target_accuracy": target,
-                        "predicted_latency_s": plan.predicted.latency_s, "meets_target": meets})
-        log(f"  {approx}/uniform degree {d}: tuning accuracy {fmt(acc, '.2f', '%')} "
-            f"(target {fmt(target, '.2f', '%')})")
-        if best is None or (acc or -1.0) > (best.predicted.accuracy or -1.0):
+        pred = plan.predicted
+        meets = bool(pred.meets_target)
+        history.append({"degree": d, "tuning_accuracy": pred.accuracy, "target_accuracy": pred.target_accuracy,
+                        "predicted_drop": pred.test_drop, "max_drop": pred.max_test_drop,
+                        "predicted_latency_s": pred.latency_s, "meets_target": meets})
+        log(f"  {approx}/uniform degree {d}: predicted drop {fmt(pred.test_drop, '.2f')} "
+            f"(at most {fmt(pred.max_test_drop, '.2f')}), tuning accuracy {fmt(pred.accuracy, '.2f', '%')}")
+        if best is None or _closeness(pred) > _closeness(best.predicted):
             best = plan
         if meets:
             best = plan
@@ -282,12 +283,21 @@ def _uniform_plan(config: Config, approx: str, loaded: Loaded, calibration: Any,
     return best, history
 
 
+def _closeness(pred: PlanPredicted) -> float:
+    """Larger for a plan closer to its tuning target (lower predicted drop, or higher tuning accuracy)."""
+    if pred.test_drop is not None:
+        return -pred.test_drop
+    return pred.accuracy if pred.accuracy is not None else -1.0
+
+
 def _plan_fields(plan: Plan) -> dict:
-    acc, target = plan.predicted.accuracy, plan.predicted.target_accuracy
+    pred = plan.predicted
     return {
-        "tuning_accuracy": acc,
-        "target_accuracy": target,
-        "meets_target": None if acc is None or target is None else bool(acc >= target),
+        "tuning_accuracy": pred.accuracy,
+        "target_accuracy": pred.target_accuracy,
+        "predicted_drop": pred.test_drop,
+        "max_drop": pred.max_test_drop,
+        "meets_target": pred.meets_target,
         "bootstraps": plan.bootstraps,
         "total_depth": plan.total_activation_depth(),
         "predicted_latency_s": plan.predicted.latency_s,

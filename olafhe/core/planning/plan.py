@@ -109,16 +109,30 @@ class PlanCKKS:
 
 @dataclass(frozen=True)
 class PlanPredicted:
-    """What the optimizer predicted: seconds per image, tuning accuracy, distortion, the accuracy target."""
+    """What the optimizer predicted: seconds per image, distortion, the test-set drop (points) the tuning
+    criterion predicts and the drop allowed; plans of earlier versions recorded a tuning accuracy and target."""
 
     latency_s: float | None = None
     accuracy: float | None = None
     distortion: float | None = None
     target_accuracy: float | None = None
+    test_drop: float | None = None
+    max_test_drop: float | None = None
+
+    OPTIONAL: ClassVar[tuple[str, ...]] = ("distortion", "target_accuracy", "test_drop", "max_test_drop")
+
+    @property
+    def meets_target(self) -> bool | None:
+        """Whether the plan met its tuning target (None when it records none)."""
+        if self.test_drop is not None and self.max_test_drop is not None:
+            return self.test_drop <= self.max_test_drop
+        if self.accuracy is not None and self.target_accuracy is not None:
+            return self.accuracy >= self.target_accuracy
+        return None
 
     def to_dict(self) -> dict:
         doc: dict = {"latency_s": self.latency_s, "accuracy": self.accuracy}  # always written, null when unknown
-        for key in ("distortion", "target_accuracy"):
+        for key in self.OPTIONAL:
             if getattr(self, key) is not None:
                 doc[key] = getattr(self, key)
         return doc
@@ -127,8 +141,8 @@ class PlanPredicted:
     def from_dict(cls, doc: dict, origin: str = "plan") -> PlanPredicted:
         if not isinstance(doc, dict):
             raise DataError(f"{origin}: 'predicted' is not an object")
-        return cls(**_typed_fields(cls, doc, dict.fromkeys(("latency_s", "accuracy", "distortion",
-                                                            "target_accuracy"), float), f"{origin}: predicted"))
+        types = dict.fromkeys(("latency_s", "accuracy", *cls.OPTIONAL), float)
+        return cls(**_typed_fields(cls, doc, types, f"{origin}: predicted"))
 
 
 @dataclass

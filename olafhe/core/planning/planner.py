@@ -1,4 +1,4 @@
-"""From calibration statistics to a Plan: candidates, the optimization problem, budget tuning.
+"""From calibration statistics to a Plan: candidates, the optimization problem, the plan itself.
 
 ``build_problem`` turns a model graph, per-layer candidate approximations, per-layer sensitivities and
 a backend cost table into an :class:`~olafhe.core.contract.interfaces.OptimizationProblem`: for every
@@ -6,21 +6,19 @@ activation, the linear work that feeds it (its depth and its cost at each level,
 program's diagonal and rotation counts), the residual structure, and each candidate's depth,
 distortion (sensitivity x weighted MSE) and cost per level.
 
-``tune_budget`` bisects the distortion budget until the fast simulator, on held-out calibration images,
-meets the accuracy target (plaintext accuracy minus the allowed drop). The test set is never used.
+The budget the optimizer gets is chosen by :mod:`olafhe.core.planning.tuning`.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 from olafhe.core.compiler.program import ActivationStep, AddStep, LinearStep, Program
 from olafhe.core.compiler.rotations import RotationChains
 from olafhe.core.contract.interfaces import (
     Candidate,
-    DegreeOptimizer,
     LayerChoice,
     LayerSlot,
     OptimizationProblem,
@@ -250,73 +248,3 @@ def solution_to_plan(solution: Solution, problem: OptimizationProblem, model: st
         ckks = replace(ckks, bootstrap=False)
     pred = PlanPredicted(latency_s=solution.predicted_seconds, distortion=solution.distortion)
     return Plan(model, approximator, optimizer, layers, solution.input_level, ckks, pred)
-
-
-@dataclass
-class TuningResult:
-    plan: Plan
-    solution: Solution
-    budget: float
-    accuracy: float
-    target: float
-    history: list[dict] = field(default_factory=list)
-
-
-def tune_budget(optimizer: DegreeOptimizer, problem: OptimizationProblem,
-                make_plan: Callable[[Solution], Plan], accuracy_of: Callable[[Plan], float], target: float,
-                iterations: int = 8, log: Callable[[str], None] | None = None) -> TuningResult:
-    """Largest distortion budget (bisection in log space) whose plan meets ``target`` accuracy."""
-    finite = [[c.distortion for c in s.candidates if math.isfinite(c.distortion)] for s in problem.layers]
-    lo = sum(min(d) for d in finite)
-    hi = sum(max(d) for d in finite)
-    history: list[dict] = []
-
-    def attempt(budget: float) -> tuple[Solution, Plan, float] | None:
-        try:
-            sol = optimizer.optimize(problem, budget)
-            plan = make_plan(sol)
-        except InfeasibleError:
-            return None
-        acc = accuracy_of(plan)
-        history.append({"budget": budget, "accuracy": acc, "latency_s": sol.predicted_seconds,
-                        "bootstraps": sol.bootstraps})
-        if log:
-            log(f"budget {budget:.3e}: accuracy {acc:.2f}% latency {sol.predicted_seconds:.1f}s "
-                f"bootstraps {sol.bootstraps}")
-        return sol, plan, acc
-
-    if not optimizer.uses_budget:
-        res = attempt(float("inf"))
-        if res is None:
-            raise InfeasibleError(f"optimizer {optimizer.name!r} found no plan")
-        sol, plan, acc = res
-        return TuningResult(plan, sol, float("inf"), acc, target, history)
-    loose = attempt(max(hi, lo) * 1.0000001)
-    if loose is None:
-        raise InfeasibleError("no plan fits the level constraints, even with the cheapest candidates")
-    if loose[2] >= target:
-        return TuningResult(loose[1], loose[0], hi, loose[2], target, history)
-    # larger budget -> cheaper, less accurate; infeasible (too deep for the levels) -> budget too small
-    good: tuple[Solution, Plan, float] | None = None
-    good_budget = lo
-    low, high = math.log(max(lo, 1e-300)), math.log(max(hi, lo * 10, 1e-299))
-    for _ in range(iterations):
-        mid = 0.5 * (low + high)
-        res = attempt(math.exp(mid))
-        if res is None or res[2] >= target:
-            if res is not None:
-                good, good_budget = res, math.exp(mid)
-            low = mid
-        else:
-            high = mid
-    if good is None:
-        tight = attempt(lo * 1.01 if lo > 0 else 1e-300)  # above the DP's unit rounding
-        if tight is None or tight[2] < target:
-            reached = "no feasible plan" if tight is None else f"only {tight[2]:.2f}%"
-            raise InfeasibleError(
-                f"even the most accurate candidates reach {reached} < target {target:.2f}% on the tuning "
-                "images; allow higher degrees, more levels, or a larger accuracy_drop"
-            )
-        good, good_budget = tight, lo
-    sol, plan, acc = good
-    return TuningResult(plan, sol, good_budget, acc, target, history)

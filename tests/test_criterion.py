@@ -1,0 +1,56 @@
+"""The tuning criterion (flip rate of logit perturbations against decision margins) and its test-like pool."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from olafhe.core.errors import ShapeError
+from olafhe.core.planning.criterion import FlipCriterion, flip_rate, margin_perturbations, margins
+from olafhe.data.augment import crop_flip, mixed
+
+
+def test_margins_and_margin_perturbations() -> None:
+    ref = np.array([[3.0, 1.0, 0.0], [0.0, 2.0, 1.5]])
+    approx = np.array([[2.0, 1.5, 0.0], [0.0, 1.0, 2.0]])
+    np.testing.assert_allclose(margins(ref), [2.0, 0.5])
+    # image 0: class 1 gains 0.5 on class 0's -1 -> 1.5 toward it; image 1: class 2 gains 0.5 + 1.0
+    np.testing.assert_allclose(margin_perturbations(ref, approx), [1.5, 1.5])
+    approx[0, 0] = np.nan
+    assert margin_perturbations(ref, approx)[0] == np.inf  # a blown-up logit is a certain flip
+    with pytest.raises(ShapeError):
+        margin_perturbations(ref, approx[:1])
+
+
+def test_flip_rate_pairs_every_margin_with_every_perturbation() -> None:
+    m = np.array([1.0, 2.0, 3.0, 4.0])
+    d = np.array([0.5, 2.5])
+    # pairs exceeding: d=2.5 beats margins 1 and 2 -> 2 of 8 pairs
+    assert flip_rate(m, d) == pytest.approx(25.0)
+    assert flip_rate(m, d, scale=2.0) == pytest.approx(50.0)  # 1.0 does not exceed margin 1; 5.0 beats all 4
+    assert flip_rate(m, np.zeros(3)) == 0.0
+
+
+def test_predicted_drop_grows_with_perturbation_scale() -> None:
+    rng = np.random.default_rng(1)
+    ref = rng.normal(0, 2, (500, 10))
+    crit = FlipCriterion(ref, 0.002, 2.0)
+    pert = crit.perturbations(ref + rng.normal(0, 0.3, ref.shape))
+    drops = [crit.predicted_drop(pert, s) for s in (0.5, 1.0, 2.0, 4.0)]
+    assert drops == sorted(drops) and drops[0] < drops[-1]
+    assert crit.predicted_drop(pert) == pytest.approx(0.002 * crit.flip_rate(pert) ** 2)
+
+
+def test_mixed_pool_is_seeded_test_like_and_keeps_shapes() -> None:
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
+    a, b = mixed(images, seed=3), mixed(images, seed=3)
+    assert a.dtype == np.uint8 and a.shape == images.shape
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, mixed(images, seed=4))
+    assert not np.array_equal(a, images)
+    shifted = crop_flip(images, np.random.default_rng(5), pad=0)
+    for orig, out in zip(images, shifted, strict=True):  # without padding: only flips
+        assert np.array_equal(out, orig) or np.array_equal(out, orig[:, ::-1])
+    with pytest.raises(ValueError, match="uint8"):
+        mixed(images.astype(np.float32), seed=0)

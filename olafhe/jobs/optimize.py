@@ -21,14 +21,14 @@ from olafhe.core.compiler.compile import compile_program
 from olafhe.core.compiler.program import Program
 from olafhe.core.config import Config
 from olafhe.core.contract.backend import Backend, Capabilities
-from olafhe.core.contract.interfaces import Approximator, Candidate, DegreeOptimizer
-from olafhe.core.errors import DataError, OlafheError
+from olafhe.core.contract.interfaces import Approximator, Candidate, DegreeOptimizer, OptimizationProblem
+from olafhe.core.errors import DataError, InfeasibleError, OlafheError
 from olafhe.core.planning.ckks import plan_ckks
 from olafhe.core.planning.costs import CostTable
 from olafhe.core.planning.criterion import FlipCriterion
 from olafhe.core.planning.plan import Plan, PlanCKKS, PlanExtra
 from olafhe.core.planning.planner import build_problem, make_candidates, solution_to_plan, top_level
-from olafhe.core.planning.tuning import TuningResult, tune_budget
+from olafhe.core.planning.tuning import TuningResult, budget_bounds, tune_budget
 from olafhe.jobs.backend import approximator_for, cost_table, make_backend, optimizer_for
 from olafhe.jobs.predict import predict
 from olafhe.jobs.workspace import (
@@ -158,19 +158,27 @@ def _pool_logits(config: Config, loaded: Loaded, caps: Capabilities,
 
 
 def _best_over_configs(search: _Search, configs: dict[int, float]) -> tuple[TuningResult, list[dict]]:
-    """The fastest tuned plan over the bootstrapping configurations, and every attempt's history."""
+    """The fastest tuned plan over the bootstrapping configurations, and every attempt's history.
+
+    Configurations are tried from the most levels down, each starting at the budget the previous one
+    ended at; one whose fastest possible plan cannot beat the best so far is skipped unsimulated.
+    """
     best: TuningResult | None = None
     history: list[dict] = []
     failures: list[str] = []
-    for level_after, seconds in sorted(configs.items()) if configs else [(None, None)]:
+    start: float | None = None
+    for level_after, seconds in sorted(configs.items(), reverse=True) if configs else [(None, None)]:
         tag = f"[levels after bootstrap {level_after}]"
         try:
-            tuned = _tune_config(search, level_after, seconds, tag)
+            tuned = _tune_config(search, level_after, seconds, tag, start, best)
         except OlafheError as exc:
             search.log(f"{tag} no plan: {exc}")
             failures.append(f"levels after bootstrap {level_after}: {exc}")
             continue
+        if tuned is None:
+            continue
         history += [{**h, "level_after_bootstrap": level_after} for h in tuned.history]
+        start = tuned.budget if math.isfinite(tuned.budget) else start
         if best is None or tuned.solution.predicted_seconds < best.solution.predicted_seconds:
             best = tuned
     if best is None:
@@ -178,8 +186,10 @@ def _best_over_configs(search: _Search, configs: dict[int, float]) -> tuple[Tuni
     return best, history
 
 
-def _tune_config(search: _Search, level_after: int | None, seconds: float | None, tag: str) -> TuningResult:
-    """The tuned plan for one bootstrapping configuration (``level_after`` None: leveled)."""
+def _tune_config(search: _Search, level_after: int | None, seconds: float | None, tag: str,
+                 start: float | None, best: TuningResult | None) -> TuningResult | None:
+    """The tuned plan for one bootstrapping configuration (``level_after`` None: leveled), or None when
+    even its fastest plan is slower than ``best``."""
     s = search
     if level_after is None:
         problem = build_problem(s.program, s.candidates, s.costs, s.max_level, {})
@@ -190,5 +200,19 @@ def _tune_config(search: _Search, level_after: int | None, seconds: float | None
     def make_plan(sol):  # noqa: ANN001, ANN202
         return solution_to_plan(sol, problem, s.config.model.name, s.approximator, s.optimizer.name, ckks)
 
+    if best is not None and s.optimizer.uses_budget:
+        fastest = _fastest_seconds(s.optimizer, problem)
+        if fastest >= best.solution.predicted_seconds:
+            s.log(f"{tag} skipped: its fastest plan ({fastest:.1f} s) is not faster than "
+                  f"{best.solution.predicted_seconds:.1f} s")
+            return None
     return tune_budget(s.optimizer, problem, make_plan, s.logits_of, s.criterion, s.config.optimizer.accuracy_drop,
-                       log=lambda m: s.log(f"{tag} {m}"))
+                       start=start, log=lambda m: s.log(f"{tag} {m}"))
+
+
+def _fastest_seconds(optimizer: DegreeOptimizer, problem: OptimizationProblem) -> float:
+    """Predicted seconds of the loosest-budget plan (the fastest this configuration allows)."""
+    try:
+        return optimizer.optimize(problem, budget_bounds(problem)[1]).predicted_seconds
+    except InfeasibleError:
+        return math.inf

@@ -98,8 +98,13 @@ def budget_bounds(problem: OptimizationProblem) -> tuple[float, float]:
 
 def tune_budget(optimizer: DegreeOptimizer, problem: OptimizationProblem, make_plan: Callable[[Solution], Plan],
                 logits_of: Callable[[Plan], np.ndarray], criterion: FlipCriterion, max_drop: float,
-                verifications: int = 4, log: Log | None = None) -> TuningResult:
-    """The cheapest verified plan whose predicted test-set drop is at most ``max_drop`` points."""
+                start: float | None = None, verifications: int = 5, log: Log | None = None) -> TuningResult:
+    """The cheapest verified plan whose predicted test-set drop is at most ``max_drop`` points.
+
+    ``start`` is the first budget to simulate (e.g. the one another bootstrapping configuration ended at);
+    later budgets come from the scaling model, kept inside the bracket of budgets known to be infeasible
+    or too inaccurate (below) and too inaccurate (above), falling back to bisection of that bracket.
+    """
     t = _Tuner(optimizer, problem, make_plan, logits_of, criterion, max_drop, log)
     if not optimizer.uses_budget:
         res = t.verify(math.inf)
@@ -107,22 +112,7 @@ def tune_budget(optimizer: DegreeOptimizer, problem: OptimizationProblem, make_p
             raise InfeasibleError(f"optimizer {optimizer.name!r} found no plan")
         return TuningResult(res[1], res[0], math.inf, res[2], max_drop, t.history)
     lo, hi = budget_bounds(problem)
-    budget = math.sqrt(lo * hi)
-    good: list[tuple[float, tuple]] = []
-    for _ in range(verifications):
-        res = t.verify(budget)
-        if res is None:  # too deep for the levels at this budget: the levels need a looser one
-            lo = budget
-            budget = math.sqrt(budget * hi)
-            continue
-        sol, _, drop, pert = res
-        if drop <= max_drop:
-            good.append((budget, res))
-        nxt = t.propose(sol.distortion, pert, lo, hi)
-        nxt = min(max(nxt, budget / 4.0), budget * 4.0)
-        if drop <= max_drop and abs(math.log(nxt / budget)) < 0.05:
-            break
-        budget = nxt
+    good = _search(t, lo, hi, min(max(start or math.sqrt(lo * hi), lo), hi), verifications)
     if not good:
         res = t.verify(lo)
         if res is None or res[2] > max_drop:
@@ -132,3 +122,28 @@ def tune_budget(optimizer: DegreeOptimizer, problem: OptimizationProblem, make_p
         good.append((lo, res))
     budget, (sol, plan, drop, _) = min(good, key=lambda g: g[1][0].predicted_seconds)
     return TuningResult(plan, sol, budget, drop, max_drop, t.history)
+
+
+def _search(t: _Tuner, lo: float, hi: float, budget: float, verifications: int) -> list[tuple[float, tuple]]:
+    """Verified budgets meeting the target; ``lower``/``upper`` bracket the largest such budget."""
+    good: list[tuple[float, tuple]] = []
+    lower, upper = lo, math.inf
+    for _ in range(verifications):
+        res = t.verify(budget)
+        if res is None:  # too deep for the levels: only looser budgets can work
+            lower = max(lower, budget)
+        elif res[2] <= t.max_drop:
+            good.append((budget, res))
+            lower = max(lower, budget)
+        else:
+            upper = min(upper, budget)
+        if upper < math.inf and upper / lower < 1.15:
+            break
+        proposal = budget * 4.0 if res is None else t.propose(res[0].distortion, res[3], lo, hi)
+        proposal = min(proposal, budget * 4.0, hi)
+        if not lower < proposal < upper:
+            proposal = math.sqrt(lower * upper) if upper < math.inf else min(budget * 4.0, hi)
+        if good and abs(math.log(proposal / budget)) < 0.05 or proposal <= lower and good:
+            break
+        budget = proposal
+    return good

@@ -125,9 +125,16 @@ def tune_budget(optimizer: DegreeOptimizer, problem: OptimizationProblem, make_p
 
 
 def _search(t: _Tuner, lo: float, hi: float, budget: float, verifications: int) -> list[tuple[float, tuple]]:
-    """Verified budgets meeting the target; ``lower``/``upper`` bracket the largest such budget."""
+    """Verified budgets meeting the target, searching for the largest such budget.
+
+    Once a budget meeting the target and one missing it are known, the next budget interpolates the
+    predicted drop between them in log-log space (the drop grows like a power of the budget); before that,
+    the scaling model proposes, at most a factor 4 away.
+    """
     good: list[tuple[float, tuple]] = []
-    lower, upper = lo, math.inf
+    below: tuple[float, float] | None = None   # (budget, drop) of the largest budget meeting the target
+    above: tuple[float, float] | None = None   # (budget, drop) of the smallest feasible budget missing it
+    lower = lo
     for _ in range(verifications):
         res = t.verify(budget)
         if res is None:  # too deep for the levels: only looser budgets can work
@@ -135,15 +142,23 @@ def _search(t: _Tuner, lo: float, hi: float, budget: float, verifications: int) 
         elif res[2] <= t.max_drop:
             good.append((budget, res))
             lower = max(lower, budget)
+            below = max(below or (0.0, 0.0), (budget, res[2]))
         else:
-            upper = min(upper, budget)
-        if upper < math.inf and upper / lower < 1.15:
+            above = min(above or (math.inf, 0.0), (budget, res[2]))
+        upper = above[0] if above else math.inf
+        if upper / lower < 1.15:
             break
-        proposal = budget * 4.0 if res is None else t.propose(res[0].distortion, res[3], lo, hi)
-        proposal = min(proposal, budget * 4.0, hi)
+        if below and above and below[1] > 0:
+            slope = math.log(above[1] / below[1]) / math.log(above[0] / below[0])
+            proposal = below[0] * (t.max_drop / below[1]) ** (1.0 / max(slope, 0.5))
+        elif res is None:
+            proposal = budget * 4.0
+        else:
+            proposal = t.propose(res[0].distortion, res[3], lo, hi)
+        proposal = min(max(proposal, budget / 4.0), budget * 4.0, hi)
         if not lower < proposal < upper:
             proposal = math.sqrt(lower * upper) if upper < math.inf else min(budget * 4.0, hi)
-        if good and abs(math.log(proposal / budget)) < 0.05 or proposal <= lower and good:
+        if good and abs(math.log(proposal / budget)) < 0.05:
             break
         budget = proposal
     return good

@@ -47,6 +47,7 @@ class _Tuner:
     log: Log | None
     history: list[dict] = field(default_factory=list)
     solved: dict[float, tuple[Solution, Plan] | None] = field(default_factory=dict)
+    verified: dict[float, tuple | None] = field(default_factory=dict)
 
     def solve(self, budget: float) -> tuple[Solution, Plan] | None:
         if budget not in self.solved:
@@ -59,6 +60,11 @@ class _Tuner:
 
     def verify(self, budget: float) -> tuple[Solution, Plan, float, np.ndarray] | None:
         """Simulate the plan of ``budget``: (solution, plan, predicted drop, perturbations)."""
+        if budget not in self.verified:
+            self.verified[budget] = self._simulate(budget)
+        return self.verified[budget]
+
+    def _simulate(self, budget: float) -> tuple[Solution, Plan, float, np.ndarray] | None:
         res = self.solve(budget)
         if res is None:
             return None
@@ -112,6 +118,7 @@ def tune_budget(optimizer: DegreeOptimizer, problem: OptimizationProblem, make_p
             raise InfeasibleError(f"optimizer {optimizer.name!r} found no plan")
         return TuningResult(res[1], res[0], math.inf, res[2], max_drop, t.history)
     lo, hi = budget_bounds(problem)
+    lo = _feasible_floor(t, lo, hi)
     good = _search(t, lo, hi, min(max(start or math.sqrt(lo * hi), lo), hi), verifications)
     if not good:
         res = t.verify(lo)
@@ -122,6 +129,20 @@ def tune_budget(optimizer: DegreeOptimizer, problem: OptimizationProblem, make_p
         good.append((lo, res))
     budget, (sol, plan, drop, _) = min(good, key=lambda g: g[1][0].predicted_seconds)
     return TuningResult(plan, sol, budget, drop, max_drop, t.history)
+
+
+def _feasible_floor(t: _Tuner, lo: float, hi: float, steps: int = 10) -> float:
+    """The smallest budget (within ~10 %) whose plan fits the levels, found by solving only (no simulation):
+    lower budgets need higher degrees than the levels allow."""
+    if t.solve(lo) is not None or t.solve(hi) is None:
+        return lo
+    low, high = math.log(lo), math.log(hi)
+    for _ in range(steps):
+        if high - low < 0.1:
+            break
+        mid = 0.5 * (low + high)
+        low, high = (low, mid) if t.solve(math.exp(mid)) is not None else (mid, high)
+    return math.exp(high)
 
 
 def _search(t: _Tuner, lo: float, hi: float, budget: float, verifications: int) -> list[tuple[float, tuple]]:
@@ -145,6 +166,8 @@ def _search(t: _Tuner, lo: float, hi: float, budget: float, verifications: int) 
             below = max(below or (0.0, 0.0), (budget, res[2]))
         else:
             above = min(above or (math.inf, 0.0), (budget, res[2]))
+            if budget <= lo:  # the most accurate plan that fits the levels misses the target
+                break
         upper = above[0] if above else math.inf
         if upper / lower < 1.15:
             break

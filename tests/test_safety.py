@@ -260,6 +260,9 @@ def test_evaluate_reports_the_margins(small) -> None:
     assert safety["ok"] and safety["images"] == 4 and "calibration" in safety["source"]
     assert safety["margins"]["headroom"]["margin"] > 0 and safety["margins"]["bootstrap_range"] is None
     assert safety["limits"]["reserve_limbs"] == 0   # OpenFHE leveled keeps no limb below level 0
+    too_low = replace(plan, layers=[replace(plan.layers[0], level_in=1), *plan.layers[1:]])
+    result = run_evaluate(config, too_low, 20, progress=False, loaded=loaded)   # accuracy, and why it cannot run
+    assert result["images"] == 20 and not result["safety"]["ok"] and "needs 3 level" in result["safety"]["failures"][0]
 
 
 def test_infer_refuses_unsafe_inputs_before_key_generation(small, monkeypatch) -> None:

@@ -131,7 +131,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                           backend=args.backend or "simulator", plan_path=args.plan or None)
     if "accuracy" in result:
         result = {k: result[k] for k in ("images", "correct", "accuracy", "backend", "plan")} | \
-            {"seconds": result.get("seconds")}
+            {k: result[k] for k in ("seconds", "safety") if k in result}
+    for failure in (result.get("safety") or {}).get("failures", []):
+        _log(f"olafhe: warning: numeric safety: {failure}")
     _emit(result, args.json, json.dumps(result, indent=1))
     return 0
 

@@ -103,6 +103,19 @@ class BackendConfig:
 
 
 @dataclass
+class SafetyConfig:
+    """The ``[safety]`` table: numeric checks before keys (see ``olafhe.core.planning.safety``)."""
+
+    enabled: bool = True                       # evaluate reports, infer refuses, optimize skips
+    min_bootstrap_precision_bits: float = 16.0  # measured: 12.58 bits failed to decrypt, 20.48 works
+    range_margin: float = 0.1                  # fraction kept below every range limit
+    bootstrap_input_range: float = 0.0         # 0: measured per (scale, first modulus), else this |x|
+    polynomial_error_factor: float = 2.0       # tolerated error outside an interval, x max_error
+    images: int = 4                            # calibration images (the extremes) traced per check
+    scan_images: int = 1000                    # calibration images searched for those extremes
+
+
+@dataclass
 class RunConfig:
     infer_images: int = 1
     evaluate_limit: int = 0       # 0 -> all test images
@@ -117,6 +130,7 @@ class Config:
     approximation: ApproximationConfig = field(default_factory=ApproximationConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     backend: BackendConfig = field(default_factory=BackendConfig)
+    safety: SafetyConfig = field(default_factory=SafetyConfig)
     run: RunConfig = field(default_factory=RunConfig)
     source: str = field(default="", metadata={"internal": True})
 
@@ -326,6 +340,12 @@ def _validate(config: Config) -> None:
         (all(d >= 1 for d in config.approximation.degrees), "approximation.degrees must all be >= 1"),
         (len(config.backend.ckks.level_budget) == 2, "backend.ckks.level_budget must have two entries"),
         (config.run.infer_images >= 0, "run.infer_images must be >= 0"),
+        (config.safety.range_margin >= 0, "safety.range_margin must be >= 0"),
+        (config.safety.range_margin < 1, "safety.range_margin must be < 1 (a fraction of each limit)"),
+        (config.safety.bootstrap_input_range >= 0, "safety.bootstrap_input_range must be >= 0 (0: measured)"),
+        (config.safety.polynomial_error_factor >= 1, "safety.polynomial_error_factor must be >= 1"),
+        (config.safety.images >= 1, "safety.images must be >= 1"),
+        (config.safety.scan_images >= 1, "safety.scan_images must be >= 1"),
     ]
     for ok, message in checks:
         if not ok:

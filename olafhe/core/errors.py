@@ -47,3 +47,7 @@ class SecurityError(OlafheError):
 
 class InfeasibleError(OlafheError):
     """An optimizer cannot meet the requested error budget or depth limit."""
+
+
+class UnsafePlanError(OlafheError):
+    """A plan's values leave the range CKKS evaluates them correctly in (checked before key generation)."""

@@ -7,16 +7,21 @@ import time
 import numpy as np
 
 from olafhe.core.config import Config
+from olafhe.core.errors import OlafheError
 from olafhe.core.planning.plan import Plan
 from olafhe.jobs.backend import make_backend
 from olafhe.jobs.infer import run_infer
 from olafhe.jobs.predict import predict
+from olafhe.jobs.safety import check_plan_safety
 from olafhe.jobs.workspace import Loaded, load, test_set
 
 
 def run_evaluate(config: Config, plan: Plan | None, limit: int | None, progress: bool = True,
                  loaded: Loaded | None = None, backend: str = "simulator", plan_path: str | None = None) -> dict:
     """Accuracy on ``limit`` class-balanced test images (all when None); ``plan_path`` is reported as ``plan``.
+
+    With a plan (and ``safety.enabled``), ``safety`` holds its numeric safety report on the extreme
+    calibration images (:func:`~olafhe.jobs.safety.check_plan_safety`): margins and failures.
 
     Any other ``backend`` than the simulator runs encrypted inference instead (:func:`run_infer`).
     """
@@ -30,6 +35,12 @@ def run_evaluate(config: Config, plan: Plan | None, limit: int | None, progress:
         noise = make_backend(config, "simulator", plan).capabilities().precision_bits
     logits = predict(loaded.graph, x, config.data.batch_size, plan, noise_bits=noise, progress=progress)
     correct = int(np.sum(logits.argmax(1) == y))
-    return {"images": int(len(y)), "correct": correct, "accuracy": 100.0 * correct / max(len(y), 1),
-            "backend": "simulator" if plan is not None else "plaintext", "plan": plan_path,
-            "seconds": time.perf_counter() - t0}
+    result = {"images": int(len(y)), "correct": correct, "accuracy": 100.0 * correct / max(len(y), 1),
+              "backend": "simulator" if plan is not None else "plaintext", "plan": plan_path,
+              "seconds": time.perf_counter() - t0}
+    if plan is not None and config.safety.enabled:   # the margins, and any check the plan fails (not an error)
+        try:
+            result["safety"] = check_plan_safety(config, plan, loaded).to_dict()
+        except OlafheError as exc:   # e.g. a plan too deep to run: the accuracy above still stands
+            result["safety"] = {"ok": False, "failures": [f"the traced run failed: {exc}"]}
+    return result

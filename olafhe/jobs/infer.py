@@ -18,6 +18,7 @@ from olafhe.core.planning.plan import Plan
 from olafhe.jobs.backend import check_runnable, make_backend
 from olafhe.jobs.memory import peak_rss_mb, reset_peak_rss
 from olafhe.jobs.predict import predict
+from olafhe.jobs.safety import check_plan_safety
 from olafhe.jobs.workspace import Loaded, Log, load, quiet, test_set
 
 
@@ -35,7 +36,11 @@ class _Tally:
 
 def run_infer(config: Config, plan: Plan | None, limit: int, backend_name: str | None = None,
               progress: bool = True, loaded: Loaded | None = None, log: Log = quiet) -> dict:
-    """Encrypted inference of ``limit`` class-balanced test images on a real (or simulated) backend."""
+    """Encrypted inference of ``limit`` class-balanced test images on a real (or simulated) backend.
+
+    With ``safety.enabled`` those images are first traced on the simulator and the plan is refused
+    (:class:`~olafhe.core.errors.UnsafePlanError`) before key generation when a numeric check fails.
+    """
     if plan is None:
         raise ConfigError("infer needs --plan PLAN.json (create one with `olafhe optimize`)")
     loaded = loaded or load(config)
@@ -45,6 +50,11 @@ def run_infer(config: Config, plan: Plan | None, limit: int, backend_name: str |
                               cache_diagonals=caps.ring_dimension <= 2**14,
                               max_rotation_keys=config.backend.max_rotation_keys)
     x, y = test_set(loaded.data_dir, limit)
+    safety = None
+    if config.safety.enabled:   # exactly the images about to be encrypted, before any key exists
+        report = check_plan_safety(config, plan, loaded, images=x, program=program, backend_name=backend.name, log=log)
+        report.raise_if_unsafe("refused before key generation (--set safety.enabled=false runs it anyway)")
+        safety = report.to_dict()
     sim_logits = predict(loaded.graph, x, config.data.batch_size, plan)
     reset_peak_rss()  # the peak below is this run's, not that of earlier work in the process
     t_keys = time.perf_counter()
@@ -63,7 +73,7 @@ def run_infer(config: Config, plan: Plan | None, limit: int, backend_name: str |
         "ring_dimension": caps.ring_dimension, "model": plan.model, "approximator": plan.approximator,
         "optimizer": plan.optimizer, "degrees": plan.degrees, "predicted_latency_s": plan.predicted.latency_s,
         "labels": [int(v) for v in y], "encrypted_classes": tally.classes, "seconds": tally.seconds,
-        "rotation_keys": len(program.rotations), "machine": machine_description(),
+        "rotation_keys": len(program.rotations), "machine": machine_description(), "safety": safety,
     }
 
 

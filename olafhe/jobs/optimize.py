@@ -31,6 +31,7 @@ from olafhe.core.planning.planner import build_problem, make_candidates, solutio
 from olafhe.core.planning.tuning import TuningResult, budget_bounds, tune_budget
 from olafhe.jobs.backend import approximator_for, cost_table, make_backend, optimizer_for
 from olafhe.jobs.predict import predict
+from olafhe.jobs.safety import safe_bootstrap_configs
 from olafhe.jobs.workspace import (
     Loaded,
     Log,
@@ -83,7 +84,7 @@ def run_optimize(config: Config, approximator: str | None = None, optimizer: str
     cal_x, _, _, _ = calibration_split(config, loaded.data_dir)
     sens = sensitivities(config, loaded, cal_x, calib, log)
     cands_raw = _fit_candidates(config, approx, calib, log)
-    configs, max_level = _bootstrap_configs(config, caps, costs)
+    configs, max_level = _bootstrap_configs(config, caps, costs, log)
     top = top_level(max_level, configs)
     cands = {name: make_candidates(c, sens[name], backend.chebyshev_depth, costs, top) for name, c in cands_raw.items()}
     program = compile_program(loaded.graph, None, caps.slots, input_level=top,
@@ -107,8 +108,12 @@ def _fit_candidates(config: Config, approx: Approximator, calib: CalibrationResu
     return {s.name: approx.candidates(s, degrees) for s in calib.layers}
 
 
-def _bootstrap_configs(config: Config, caps: Capabilities, costs: CostTable) -> tuple[dict[int, float], int]:
-    """(seconds per bootstrap by level after bootstrap, empty when leveled; the leveled level limit)."""
+def _bootstrap_configs(config: Config, caps: Capabilities, costs: CostTable,
+                       log: Log = quiet) -> tuple[dict[int, float], int]:
+    """(seconds per bootstrap by level after bootstrap, empty when leveled; the leveled level limit).
+
+    Configurations measured below ``safety.min_bootstrap_precision_bits`` are skipped (logged).
+    """
     leveled = config.optimizer.leveled or not caps.bootstrapping
     max_level = config.optimizer.max_level or caps.max_level
     configs: dict[int, float] = {}
@@ -117,6 +122,7 @@ def _bootstrap_configs(config: Config, caps: Capabilities, costs: CostTable) -> 
         configs = {lv: s for lv, s in configs.items() if math.isfinite(s)}
         if not configs:
             raise DataError(f"cost table for {costs.backend} has no bootstrap costs; run `olafhe costs`")
+        configs = safe_bootstrap_configs(config, costs, configs, log)
     return configs, max_level
 
 

@@ -86,11 +86,15 @@ class OpenFHEBackend(Backend):
         p = self.params
         levels = p.levels if levels is None else levels
         if p.bootstrap:
-            reserve = 1
+            reserve = self.reserve_limbs()
             depth = levels + self.bootstrap_depth() + reserve + (p.bootstrap_iterations - 1)
         else:
             reserve, depth = 0, levels
         return SlotLayout(depth=depth, reserve=reserve, max_level=levels, slots=p.slot_count)
+
+    def reserve_limbs(self) -> int:
+        """One limb below level 0 with bootstrapping (EvalBootstrap needs it), none leveled."""
+        return 1 if self.params.bootstrap else 0
 
     def chebyshev_depth(self, degree: int) -> int:
         return openfhe_chebyshev_depth(degree) if self._chebyshev == "native" else chebyshev_depth(degree)

@@ -206,6 +206,14 @@ class Backend(ABC):
         """Levels one Chebyshev series of ``degree`` consumes on this backend."""
         return chebyshev_depth(degree)
 
+    def reserve_limbs(self) -> int:
+        """RNS limbs (of ``scale_bits`` each) a ciphertext at level 0 still holds above the first modulus.
+
+        They decide how large a value may grow at a level (the numeric safety checks' headroom); 0 by
+        default, the library's own ciphertext format may keep more.
+        """
+        return 0
+
     def make_capabilities(
         self, *, security_bits: int, precision_bits: float, bootstrapping: bool | None = None
     ) -> Capabilities:

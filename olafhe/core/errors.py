@@ -47,3 +47,7 @@ class SecurityError(OlafheError):
 
 class InfeasibleError(OlafheError):
     """An optimizer cannot meet the requested error budget or depth limit."""
+
+
+class MismatchError(OlafheError):
+    """An artefact (keys, ciphertext) belongs to another plan, key set, backend or CKKS configuration."""

@@ -51,7 +51,7 @@ def read(fn: Callable[[str, Any], tuple[Any, bool]], path: Path, what: str) -> A
         obj, ok = fn(str(path), of.BINARY)
     except RuntimeError as exc:
         raise DataError(f"{what} {path} is corrupt ({reason(exc)})") from exc
-    if not ok:
+    if not ok or obj is None:
         raise DataError(f"{what} {path} is corrupt (OpenFHE could not read it)")
     return obj
 
@@ -144,6 +144,8 @@ class CiphertextBytes:
             ct = of.DeserializeCiphertextString(bytes(data), of.BINARY)
         except RuntimeError as exc:
             raise DataError(f"not an OpenFHE ciphertext ({reason(exc)})") from exc
+        if ct is None:
+            raise DataError("not an OpenFHE ciphertext (it deserializes to nothing)")
         if ct.GetKeyTag() != self._key_tag:
             raise MismatchError("the ciphertext was encrypted under another key set")
         level = self._layout.level(ct)

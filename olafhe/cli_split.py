@@ -71,13 +71,14 @@ def cmd_remote_infer(args: argparse.Namespace) -> int:
     return 0
 
 
-def _split_common(sp: argparse.ArgumentParser, keys_help: str | None) -> None:
+def _split_common(sp: argparse.ArgumentParser, keys_help: str | None, json_flag: bool = True) -> None:
     _common(sp)
     sp.add_argument("--plan", required=True, help="the plan (PLAN.json) both sides run")
     sp.add_argument("--backend", help="backend (default backend.name of the config)")
     if keys_help:
         sp.add_argument("--keys", required=True, help=keys_help)
-    sp.add_argument("--json", action="store_true")
+    if json_flag:
+        sp.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
 
 def add_split_commands(sub: argparse._SubParsersAction) -> None:
@@ -106,7 +107,7 @@ def add_split_commands(sub: argparse._SubParsersAction) -> None:
     sp.set_defaults(fn=cmd_decrypt)
 
     sp = sub.add_parser("serve", help="server: HTTP inference server (evaluation keys only)")
-    _split_common(sp, None)
+    _split_common(sp, None, json_flag=False)
     sp.add_argument("--keys", help="load this public key folder (KEYDIR/public) at start")
     sp.add_argument("--host", default="127.0.0.1")
     sp.add_argument("--port", type=int, default=8000)

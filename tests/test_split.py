@@ -193,3 +193,8 @@ def test_envelope_round_trip() -> None:
     payload = np.arange(10.0).tobytes()
     header, back = unpack(pack({"role": "input", "key_id": "k"}, payload))
     assert back == payload and header["payload_bytes"] == len(payload) and header["format"] == "olafhe-ciphertext"
+
+
+def test_serve_refuses_a_secret_key_folder_before_listening(simulated, common, capsys) -> None:
+    code, _, err = olafhe(capsys, *common("serve", "simulator"), "--keys", simulated["keys"] / "secret", "--port", "0")
+    assert code == 2 and "is a secret key set: the server never accepts a secret key" in err

@@ -23,14 +23,15 @@ def run_serve(config: Config, plan: Plan, host: str = "127.0.0.1", port: int = 8
               max_key_sets: int = 1, backend_name: str | None = None, log: Log = quiet) -> None:
     """Serve ``plan`` over HTTP until interrupted; uploaded key sets go to ``workdir`` (a new temporary
     folder by default), ``keys`` (a public key folder) is loaded at start."""
-    from olafhe.serve.app import ServerState, serve
+    from olafhe.serve.app import ServerState, check_port, serve
     from olafhe.serve.keystore import KeyStore
     from olafhe.serve.worker import Worker
 
+    check_port(host, port)
+    worker = Worker(queue)  # checks the queue length
     setup = prepare(config, plan, backend_name)
     root = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="olafhe-serve-"))
     store = KeyStore(setup, root / "keys", max_key_sets=max_key_sets, max_bytes=int(max_key_gb * 2**30))
-    worker = Worker(queue)  # validates the queue length before any key is loaded
     if keys:
         ks = store.preload(Path(keys))
         log(f"loaded key set {ks.manifest.key_id} from {keys}")

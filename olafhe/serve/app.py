@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import time
 from dataclasses import dataclass
 
@@ -184,10 +185,21 @@ def _add_infer_route(app: FastAPI, state: ServerState) -> None:
                         headers={"X-Olafhe-Seconds": f"{seconds:.6f}", "X-Olafhe-Total-Seconds": f"{total:.6f}"})
 
 
+def check_port(host: str, port: int) -> None:
+    """Refuse (one line) an address the server could not listen on, before any slow start-up work."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise OlafheError(f"cannot listen on {host}:{port} ({exc.strerror or exc})") from exc
+
+
 def serve(state: ServerState, host: str, port: int, log_level: str = "info") -> None:
     """Run the server until interrupted (uvicorn, one process)."""
     import uvicorn
 
+    check_port(host, port)
     try:
         uvicorn.run(create_app(state), host=host, port=port, log_level=log_level)
     finally:

@@ -24,7 +24,9 @@ import json
 import os
 import socket
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -41,6 +43,7 @@ from olafhe.serve.sides import Setup
 from olafhe.serve.worker import Worker
 
 MAX_MANIFEST_BYTES = 1 << 20
+T = TypeVar("T")
 
 
 @dataclass
@@ -114,32 +117,40 @@ def _add_status_routes(app: FastAPI, state: ServerState) -> None:
         return state.setup.describe()
 
 
+async def _draining(body: Body, work: Callable[[], Awaitable[T]]) -> T:
+    """``work()``; when it refuses the request, the rest of the body is read and dropped first."""
+    try:
+        return await work()
+    except OlafheError:
+        await body.drain()
+        raise
+
+
 def _add_key_routes(app: FastAPI, state: ServerState) -> None:
     @app.post("/plans/{plan_id}/keys", status_code=201)
     async def register(plan_id: str, request: Request) -> dict:
-        _check_plan(state, plan_id)
         body = Body(request)
-        try:
+
+        async def work() -> dict:
+            _check_plan(state, plan_id)
             raw = await body.read(MAX_MANIFEST_BYTES, "key manifest")
-        except OlafheError:
-            await body.drain()
-            raise
-        try:
-            doc = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise DataError(f"key manifest is not valid JSON ({exc})") from exc
-        return state.store.register(doc).summary()
+            try:
+                doc = json.loads(raw)
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise DataError(f"key manifest is not valid JSON ({exc})") from exc
+            return state.store.register(doc).summary()
+
+        return await _draining(body, work)
 
     @app.put("/plans/{plan_id}/keys/{key_id}/files/{name}")
     async def upload(plan_id: str, key_id: str, name: str, request: Request) -> dict:
-        _check_plan(state, plan_id)
         body = Body(request)
-        try:
-            ks = await state.store.receive(key_id, name, body.chunks(), body.length)
-        except OlafheError:
-            await body.drain()
-            raise
-        return ks.summary()
+
+        async def work() -> dict:
+            _check_plan(state, plan_id)
+            return (await state.store.receive(key_id, name, body.chunks(), body.length)).summary()
+
+        return await _draining(body, work)
 
     @app.post("/plans/{plan_id}/keys/{key_id}/load")
     async def load(plan_id: str, key_id: str) -> dict:
@@ -168,7 +179,8 @@ def _add_infer_route(app: FastAPI, state: ServerState) -> None:
     @app.post("/plans/{plan_id}/keys/{key_id}/infer")
     async def infer(plan_id: str, key_id: str, request: Request) -> Response:
         body = Body(request)
-        try:
+
+        async def work() -> Response:
             _check_plan(state, plan_id)
             ks = state.store.get(key_id)
             if ks.server is None:
@@ -177,12 +189,11 @@ def _add_infer_route(app: FastAPI, state: ServerState) -> None:
                 data = await body.read(state.max_upload_bytes, "ciphertext")
                 t0 = time.perf_counter()
                 out, seconds = await state.worker.run(ks.server.run, data, "ciphertext")
-        except OlafheError:
-            await body.drain()
-            raise
-        total = time.perf_counter() - t0
-        return Response(out, media_type="application/octet-stream",
-                        headers={"X-Olafhe-Seconds": f"{seconds:.6f}", "X-Olafhe-Total-Seconds": f"{total:.6f}"})
+            total = time.perf_counter() - t0
+            headers = {"X-Olafhe-Seconds": f"{seconds:.6f}", "X-Olafhe-Total-Seconds": f"{total:.6f}"}
+            return Response(out, media_type="application/octet-stream", headers=headers)
+
+        return await _draining(body, work)
 
 
 def check_port(host: str, port: int) -> None:

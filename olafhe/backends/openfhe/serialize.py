@@ -99,6 +99,15 @@ def load_eval_keys(cc: Any, directory: Path, tag: str, relin: bool, rotations: f
                    automorphisms: bool) -> None:
     """Insert the key set's relinearization and automorphism keys into OpenFHE's maps and check that they
     are this key's and cover ``rotations``."""
+    try:
+        _insert_eval_keys(cc, directory, tag, relin, rotations, automorphisms)
+    except Exception:
+        KEYS.prune()  # keys inserted before the failure belong to no evaluator
+        raise
+
+
+def _insert_eval_keys(cc: Any, directory: Path, tag: str, relin: bool, rotations: frozenset[int],
+                      automorphisms: bool) -> None:
     of = load_openfhe()
     if relin and tag not in of.CryptoContext.GetAllEvalMultKeys():
         _deserialize_keys(cc.DeserializeEvalMultKey, directory / EVAL_MULT, "relinearization keys")

@@ -9,7 +9,8 @@ evaluation keys only, runs the compiled program on ciphertexts and returns ciphe
   decryption on the client; loading evaluation keys and running the program on the server).
 * :mod:`olafhe.serve.keystore`: the server's registered key sets, uploaded in chunks straight to disk.
 * :mod:`olafhe.serve.worker`: one computation at a time, a bounded queue.
-* :mod:`olafhe.serve.app`: the HTTP server (FastAPI on uvicorn).
+* :mod:`olafhe.serve.app`: the HTTP server (FastAPI on uvicorn); :mod:`olafhe.serve.body` reads request
+  bodies in chunks, :mod:`olafhe.serve.errors` maps errors to HTTP status codes.
 * :mod:`olafhe.serve.remote`: its HTTP client.
 * :mod:`olafhe.serve.audit`: the check that the server process holds no secret key.
 """

@@ -271,6 +271,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_plan_commands(sub)
     _add_run_commands(sub)
     _add_bench_command(sub)
+    from olafhe.cli_split import add_split_commands
+
+    add_split_commands(sub)
     return p
 
 

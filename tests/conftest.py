@@ -4,6 +4,8 @@ Models and graphs are session-scoped because importing and (for the small CNN, o
 cost seconds. Fixtures exist in two forms: ``resnet20_model`` / ``resnet20_graph`` and the pair
 ``resnet20`` (an :class:`Imported` with ``.model`` and ``.graph``); likewise for ``resnet32`` and
 ``small_cnn``. ``test_images`` is a fixed class-balanced batch of 40 normalized test images.
+``small_cnn_plan_file`` is a leveled small-CNN plan (it runs on OpenFHE and TenSEAL) optimized once per
+session with ``SMALL_CNN_SETS``.
 """
 
 from __future__ import annotations
@@ -16,11 +18,14 @@ import pytest
 import torch
 from torch import nn
 
-from olafhe.core.config import resolve_data_dir
+from olafhe.core.config import load_config, resolve_data_dir
 from olafhe.core.graph.fx_import import import_model
 from olafhe.core.graph.ir import Graph
 from olafhe.data import balanced_subset, load_cifar10, to_tensor
 from olafhe.models import build_model
+
+# --set overrides of configs/small_cnn.toml that make optimizing fast (the tests check machinery, not accuracy)
+SMALL_CNN_SETS = ("data.calibration_images=600", "optimizer.eval_images=300", "optimizer.accuracy_drop=12")
 
 
 class Imported(NamedTuple):
@@ -104,3 +109,18 @@ def small_cnn_model(small_cnn: Imported) -> nn.Module:
 @pytest.fixture(scope="session")
 def small_cnn_graph(small_cnn: Imported) -> Graph:
     return small_cnn.graph
+
+
+@pytest.fixture(scope="session")
+def small_cnn_plan_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A leveled plan for the small CNN, saved to a file (the config is small_cnn.toml with SMALL_CNN_SETS)."""
+    from olafhe.jobs.optimize import run_optimize
+
+    result = run_optimize(load_config("configs/small_cnn.toml", list(SMALL_CNN_SETS)), progress=False)
+    return result.plan.save(tmp_path_factory.mktemp("plan") / "small_cnn.json")
+
+
+@pytest.fixture(scope="session")
+def small_cnn_sets() -> list[str]:
+    """``SMALL_CNN_SETS`` as ``--set`` command-line arguments."""
+    return [arg for value in SMALL_CNN_SETS for arg in ("--set", value)]

@@ -18,6 +18,8 @@ to float rounding (tested).
 from __future__ import annotations
 
 import math
+import struct
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,7 +35,7 @@ from olafhe.core.contract.backend import (
     OpCounter,
     normalize_rotations,
 )
-from olafhe.core.errors import CapabilityError, OlafheError, ShapeError
+from olafhe.core.errors import CapabilityError, DataError, OlafheError, ShapeError
 from olafhe.core.graph.ir import Graph
 from olafhe.core.planning.plan import Plan
 from olafhe.core.poly.chebyshev import chebyshev_depth
@@ -72,18 +74,53 @@ class SimulatorBackend(Backend):
         caps = self.capabilities()
         if request.bootstrap and not caps.bootstrapping:
             raise CapabilityError("simulator configured without bootstrapping (ckks.bootstrap = false)")
-        noise = bool(self.params.extra.get("noise", True))
-        seed = int(self.params.extra.get("seed", 0))
-        rng = np.random.default_rng(seed)
+        noise, rng = self._noise()
         return SimClient(caps, noise, rng), SimEvaluator(caps, normalize_rotations(request.rotations, caps.slots),
                                                          noise, rng)
+
+    def _noise(self) -> tuple[bool, np.random.Generator]:
+        return bool(self.params.extra.get("noise", True)), np.random.default_rng(int(self.params.extra.get("seed", 0)))
+
+    def load_client(self, directory: Path) -> SimClient:
+        """The simulator's "keys" are its parameters: nothing is read."""
+        return SimClient(self.capabilities(), *self._noise())
+
+    def load_evaluator(self, directory: Path, request: KeyRequest) -> SimEvaluator:
+        caps = self.capabilities()
+        return SimEvaluator(caps, normalize_rotations(request.rotations, caps.slots), *self._noise())
+
+
+class SimBytes:
+    """Mixin: a simulated ciphertext as bytes (its level, then its float64 slots, little-endian)."""
+
+    caps: Capabilities
+
+    def serialize(self, ciphertext: SimCiphertext) -> bytes:
+        if not isinstance(ciphertext, SimCiphertext):
+            raise DataError(f"expected a simulated ciphertext, got {type(ciphertext).__name__}")
+        return struct.pack("<I", ciphertext.level) + ciphertext.values.astype("<f8").tobytes()
+
+    def deserialize(self, data: bytes) -> SimCiphertext:
+        slots, top = self.caps.slots, self.caps.max_level
+        if len(data) != 4 + 8 * slots:
+            raise DataError(f"a simulated ciphertext has {4 + 8 * slots} bytes, got {len(data)}")
+        (level,) = struct.unpack("<I", data[:4])
+        if level > top:
+            raise DataError(f"the ciphertext's level {level} is outside 0..{top}")
+        return SimCiphertext(np.frombuffer(data, dtype="<f8", offset=4).astype(np.float64), level)
+
+    def save_secret(self, directory: Path) -> list[str]:
+        return []
+
+    def save_public(self, directory: Path) -> list[str]:
+        return []
 
 
 def _fresh_noise_std(caps: Capabilities) -> float:
     return math.sqrt(caps.ring_dimension) * 3.2 / 2.0**caps.scale_bits
 
 
-class SimClient(Client):
+class SimClient(SimBytes, Client):
     def __init__(self, caps: Capabilities, noise: bool, rng: np.random.Generator) -> None:
         self.caps, self.noise, self.rng = caps, noise, rng
 
@@ -104,11 +141,11 @@ class SimClient(Client):
         return ciphertext.values[:length].copy() if length else ciphertext.values.copy()
 
 
-class SimEvaluator(Evaluator):
+class SimEvaluator(SimBytes, Evaluator):
     """Server side of the simulator: holds no key material at all, only the allowed rotations."""
 
     def __init__(self, caps: Capabilities, rotations: frozenset[int], noise: bool, rng: np.random.Generator) -> None:
-        self.capabilities = caps
+        self.capabilities = self.caps = caps
         self.rotations = rotations
         self.noise = noise
         self.rng = rng

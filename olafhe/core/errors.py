@@ -51,3 +51,7 @@ class InfeasibleError(OlafheError):
 
 class UnsafePlanError(OlafheError):
     """A plan's values leave the range CKKS evaluates them correctly in (checked before key generation)."""
+
+
+class MismatchError(OlafheError):
+    """An artefact (keys, ciphertext) belongs to another plan, key set, backend or CKKS configuration."""

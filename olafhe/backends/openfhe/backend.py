@@ -7,15 +7,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from olafhe.backends.openfhe import serialize
 from olafhe.backends.openfhe.common import KEYS, SlotLayout, load_openfhe, set_openmp_threads
 from olafhe.backends.openfhe.ops import OpenFHEClient, OpenFHEEvaluator
 from olafhe.core.contract.backend import Backend, Capabilities, KeyRequest, normalize_rotations
 from olafhe.core.contract.ckks import HE_STANDARD_128_MAX_LOGQ, CKKSParams, check_security
-from olafhe.core.errors import CapabilityError, ConfigError, SecurityError
+from olafhe.core.errors import CapabilityError, ConfigError, MismatchError, SecurityError
 from olafhe.core.poly.chebyshev import MAX_CHEBYSHEV_DEGREE, chebyshev_depth, openfhe_chebyshev_depth
 
 __all__ = ["OpenFHEBackend", "measure_chebyshev_depths"]
@@ -46,6 +48,7 @@ class OpenFHEBackend(Backend):
 
     name = "openfhe"
     description = "OpenFHE CKKS (openfhe-python 1.6.1), FLEXIBLEAUTO, bootstrapping, hoisted rotations"
+    public_files = serialize.PUBLIC_FILES
 
     def __init__(self, params: CKKSParams | None = None) -> None:
         super().__init__(params)
@@ -216,10 +219,7 @@ class OpenFHEBackend(Backend):
     def keygen(self, request: KeyRequest) -> tuple[OpenFHEClient, OpenFHEEvaluator]:
         """Fresh context and keys: relinearization, exactly ``request.rotations``, bootstrap if asked."""
         p = self.params
-        if request.bootstrap and not p.bootstrap:
-            raise CapabilityError(
-                "bootstrap keys requested but ckks.bootstrap = false (the context has no bootstrapping depth)"
-            )
+        self._check_request(request)
         caps = self.capabilities()
         cc, _ = self._generate_context()
         layout = self._layout()
@@ -235,16 +235,60 @@ class OpenFHEBackend(Backend):
         if request.bootstrap:
             cc.EvalBootstrapKeyGen(keys.secretKey, layout.slots)
         client = OpenFHEClient(cc, keys.publicKey, keys.secretKey, layout)
-        evaluator = OpenFHEEvaluator(
-            cc, layout, caps, rotations=rotations, relinearization=relin,
-            bootstrap_keys=request.bootstrap, bootstrap_iterations=p.bootstrap_iterations,
-            # OpenFHE's two-pass bootstrap wants the single pass's (max-error) precision: ~3 bits below RMS
-            bootstrap_precision=max(1, int(caps.precision_bits) - 3),
-            chebyshev=self._chebyshev,
-        )
+        evaluator = self._evaluator(cc, layout, caps, request, keys.publicKey)
         KEYS.track(keys.secretKey.GetKeyTag(), client, evaluator)
         del keys
         return client, evaluator
+
+    def _check_request(self, request: KeyRequest) -> None:
+        if request.bootstrap and not self.params.bootstrap:
+            raise CapabilityError(
+                "bootstrap keys requested but ckks.bootstrap = false (the context has no bootstrapping depth)"
+            )
+
+    def _evaluator(self, cc: Any, layout: SlotLayout, caps: Capabilities, request: KeyRequest,
+                   public_key: Any) -> OpenFHEEvaluator:
+        return OpenFHEEvaluator(
+            cc, layout, caps, rotations=normalize_rotations(request.rotations, layout.slots),
+            relinearization=request.relinearization or request.bootstrap, bootstrap_keys=request.bootstrap,
+            bootstrap_iterations=self.params.bootstrap_iterations,
+            # OpenFHE's two-pass bootstrap wants the single pass's (max-error) precision: ~3 bits below RMS
+            bootstrap_precision=max(1, int(caps.precision_bits) - 3),
+            chebyshev=self._chebyshev, key_tag=public_key.GetKeyTag(), public_key=public_key,
+        )
+
+    # ----------------------------------------------------------------- serialized keys
+    def load_client(self, directory: Path) -> OpenFHEClient:
+        """The client from ``context.bin``, ``public-key.bin`` and ``secret-key.bin`` (no evaluation keys)."""
+        of, directory = load_openfhe(), Path(directory)
+        layout = self._layout()
+        cc = serialize.read_context(directory, layout, self.params.ring_dimension)
+        public_key = serialize.read(of.DeserializePublicKey, directory / serialize.PUBLIC_KEY, "public key")
+        secret_key = serialize.read(of.DeserializePrivateKey, directory / serialize.SECRET_KEY, "secret key")
+        if public_key.GetKeyTag() != secret_key.GetKeyTag():
+            raise MismatchError(f"{directory}: the public and secret keys belong to different key sets")
+        client = OpenFHEClient(cc, public_key, secret_key, layout)
+        KEYS.track(secret_key.GetKeyTag(), client)
+        return client
+
+    def load_evaluator(self, directory: Path, request: KeyRequest) -> OpenFHEEvaluator:
+        """The evaluator from the public files alone; bootstrapping precomputations are redone here
+        (``EvalBootstrapSetup``), the bootstrapping keys come with the automorphism keys."""
+        of, directory = load_openfhe(), Path(directory)
+        self._check_request(request)
+        caps = self.capabilities()
+        layout = self._layout()
+        cc = serialize.read_context(directory, layout, self.params.ring_dimension)
+        public_key = serialize.read(of.DeserializePublicKey, directory / serialize.PUBLIC_KEY, "public key")
+        tag = public_key.GetKeyTag()
+        rotations = normalize_rotations(request.rotations, layout.slots)
+        relin = request.relinearization or request.bootstrap
+        serialize.load_eval_keys(cc, directory, tag, relin, rotations, bool(rotations) or request.bootstrap)
+        if request.bootstrap:
+            cc.EvalBootstrapSetup(list(self.params.level_budget), [0, 0], layout.slots)
+        evaluator = self._evaluator(cc, layout, caps, request, public_key)
+        KEYS.track(tag, evaluator)
+        return evaluator
 
 
 def _max_logq(ring_dimension: int) -> int:

@@ -101,20 +101,27 @@ class KeyTracker:
             self.live[tag] = left
             return
         self.live.pop(tag, None)
-        of = load_openfhe()
         if not self.live:
-            of.ReleaseAllContexts()
+            load_openfhe().ReleaseAllContexts()
             return
+        self.prune()
+
+    def prune(self, keep: str = "") -> None:
+        """Drop the evaluation keys of every tag no owner tracks (but ``keep``), e.g. extra tags a
+        deserialized key file brought along."""
+        of = load_openfhe()
+        wanted = set(self.live) | ({keep} if keep else set())
         mult = of.CryptoContext.GetAllEvalMultKeys()
         auto = of.CryptoContext.GetAllEvalAutomorphismKeys()
-        keep = {t: (mult.get(t), auto.get(t)) for t in self.live}
+        if set(mult) <= wanted and set(auto) <= wanted:
+            return
         of.ClearEvalMultKeys()
         of.CryptoContext.ClearEvalAutomorphismKeys()
-        for t, (m, a) in keep.items():
-            if m is not None:
-                of.CryptoContext.InsertEvalMultKey(m, t)
-            if a is not None:
-                of.CryptoContext.InsertEvalAutomorphismKey(a, t)
+        for t in wanted:
+            if t in mult:
+                of.CryptoContext.InsertEvalMultKey(mult[t], t)
+            if t in auto:
+                of.CryptoContext.InsertEvalAutomorphismKey(auto[t], t)
 
 
 KEYS = KeyTracker()

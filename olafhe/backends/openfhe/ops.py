@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from olafhe.backends.openfhe import serialize
 from olafhe.backends.openfhe.common import KeyHolder, SlotLayout, load_openfhe
+from olafhe.backends.openfhe.serialize import CiphertextBytes
 from olafhe.core.contract.backend import Capabilities, Client, Evaluator, OpCounter
 from olafhe.core.errors import (
     ApproximationError,
@@ -29,14 +32,18 @@ from olafhe.core.poly.chebyshev import (
 )
 
 
-class OpenFHEClient(KeyHolder, Client):
+class OpenFHEClient(KeyHolder, CiphertextBytes, Client):
     """Holds the secret key; encrypts at a requested level and decrypts."""
 
     def __init__(self, cc: Any, public_key: Any, secret_key: Any, layout: SlotLayout) -> None:
         self._cc = cc
         self._public_key = public_key
         self._secret_key = secret_key
+        self._key_tag = secret_key.GetKeyTag()
         self._layout = layout
+
+    def save_secret(self, directory: Path) -> list[str]:
+        return serialize.save_secret(self._cc, self._public_key, self._secret_key, Path(directory))
 
     def encrypt(self, values: np.ndarray, level: int | None = None) -> Any:
         lay = self._layout
@@ -62,7 +69,7 @@ class OpenFHEClient(KeyHolder, Client):
         return np.array(pt.GetRealPackedValueArray(), dtype=np.float64)[:n]
 
 
-class OpenFHEEvaluator(KeyHolder, Evaluator):
+class OpenFHEEvaluator(KeyHolder, CiphertextBytes, Evaluator):
     """Server side: the crypto context with its evaluation keys (relinearization, rotations,
     bootstrapping); never the secret key.
 
@@ -74,8 +81,11 @@ class OpenFHEEvaluator(KeyHolder, Evaluator):
         self, cc: Any, layout: SlotLayout, capabilities: Capabilities, *,
         rotations: frozenset[int], relinearization: bool, bootstrap_keys: bool,
         bootstrap_iterations: int = 1, bootstrap_precision: int = 17, chebyshev: str = "auto",
+        key_tag: str = "", public_key: Any = None,
     ) -> None:
         self._cc = cc
+        self._key_tag = key_tag
+        self._public_key = public_key  # public: saved with the evaluation keys, never used to decrypt
         self.chebyshev_method = chebyshev
         self._layout = layout
         self._rotations = rotations
@@ -88,6 +98,10 @@ class OpenFHEEvaluator(KeyHolder, Evaluator):
         self._ciphertext_type, self._plaintext_type = of.Ciphertext, of.Plaintext
         self.capabilities = capabilities
         self.counter = OpCounter()
+
+    def save_public(self, directory: Path) -> list[str]:
+        return serialize.save_public(self._cc, self._public_key, self._key_tag, self._relin,
+                                     bool(self._rotations) or self._bootstrap_keys, Path(directory))
 
     # ----------------------------------------------------------------- helpers
     def level(self, ct: Any) -> int:

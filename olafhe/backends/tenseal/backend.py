@@ -4,10 +4,12 @@ decryption. Design notes: :mod:`olafhe.backends.tenseal`.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from olafhe.backends.tenseal import serialize
 from olafhe.backends.tenseal.common import (
     SEAL_MAX_PRIME_BITS,
     SEAL_MIN_PRIME_BITS,
@@ -19,19 +21,21 @@ from olafhe.backends.tenseal.common import (
     modulus_bit_sizes,
 )
 from olafhe.backends.tenseal.ops import TenSEALEvaluator
+from olafhe.backends.tenseal.serialize import CiphertextBytes
 from olafhe.core.contract.backend import Backend, Capabilities, Client, KeyRequest, normalize_rotations
 from olafhe.core.contract.ckks import CKKSParams, check_security
-from olafhe.core.errors import CapabilityError, ConfigError, ShapeError
+from olafhe.core.errors import CapabilityError, ConfigError, MismatchError, ShapeError
 from olafhe.core.poly.chebyshev import chebyshev_depth
 
 
 # ----------------------------------------------------------------------------- client
-class TenSEALClient(Client):
-    """Client side: the only holder of the secret key (inside SEAL's Encryptor/Decryptor)."""
+class TenSEALClient(CiphertextBytes, Client):
+    """Client side: the only holder of the secret key (and of SEAL's Encryptor/Decryptor made from it)."""
 
     def __init__(self, chain: ModulusChain, secret_key: Any) -> None:
         seal = load_sealapi()
         self._chain = chain
+        self._secret_key = secret_key
         # Symmetric encryption: the client has the secret key, and it is ~5 bits less noisy.
         self._encryptor = seal.Encryptor(chain.context, secret_key)
         self._decryptor = seal.Decryptor(chain.context, secret_key)
@@ -55,6 +59,9 @@ class TenSEALClient(Client):
         self._decryptor.decrypt(ciphertext.data, pt)
         return np.asarray(chain.encoder.decode_double(pt), dtype=np.float64)[:n]
 
+    def save_secret(self, directory: Path) -> list[str]:
+        return [serialize.save(self._secret_key, Path(directory) / serialize.SECRET_KEY)]
+
 
 # ----------------------------------------------------------------------------- backend
 class TenSEALBackend(Backend):
@@ -62,6 +69,7 @@ class TenSEALBackend(Backend):
 
     name = "tenseal"
     description = "SEAL CKKS via tenseal.sealapi (no bootstrapping; rotations, exact scale management)"
+    public_files = serialize.PUBLIC_FILES
 
     def __init__(self, params: CKKSParams | None = None) -> None:
         super().__init__(params or default_params())
@@ -94,13 +102,16 @@ class TenSEALBackend(Backend):
     def chebyshev_depth(self, degree: int) -> int:
         return chebyshev_depth(degree)
 
-    def keygen(self, request: KeyRequest) -> tuple[TenSEALClient, TenSEALEvaluator]:
-        """Secret key stays in the client; the evaluator gets public, relinearization, Galois keys."""
+    def _check_request(self, request: KeyRequest) -> None:
         if request.bootstrap:
             raise CapabilityError(
                 "backend 'tenseal' cannot bootstrap (SEAL has no CKKS bootstrapping), but the key "
                 "request asks for bootstrapping keys; use backend 'openfhe'"
             )
+
+    def keygen(self, request: KeyRequest) -> tuple[TenSEALClient, TenSEALEvaluator]:
+        """Secret key stays in the client; the evaluator gets public, relinearization, Galois keys."""
+        self._check_request(request)
         caps = self.capabilities()  # raises SecurityError before any work
         seal = load_sealapi()
         chain = ModulusChain(self.params, caps.security_bits)
@@ -120,3 +131,30 @@ class TenSEALBackend(Backend):
         client = TenSEALClient(chain, keygen.secret_key())
         evaluator = TenSEALEvaluator(chain, caps, public_key, relin_keys, galois_keys, rotations)
         return client, evaluator
+
+    def load_client(self, directory: Path) -> TenSEALClient:
+        """The client from ``secret-key.bin`` and the modulus chain rebuilt from the parameters."""
+        chain = ModulusChain(self.params, self.capabilities().security_bits)
+        path = Path(directory) / serialize.SECRET_KEY
+        return TenSEALClient(chain, serialize.load(load_sealapi().SecretKey, chain, path, "secret key"))
+
+    def load_evaluator(self, directory: Path, request: KeyRequest) -> TenSEALEvaluator:
+        """The evaluator from the public, relinearization and Galois key files alone."""
+        self._check_request(request)
+        caps = self.capabilities()
+        seal, directory = load_sealapi(), Path(directory)
+        chain = ModulusChain(self.params, caps.security_bits)
+        public_key = serialize.load(seal.PublicKey, chain, directory / serialize.PUBLIC_KEY, "public key")
+        relin_keys = None
+        if request.relinearization:
+            relin_keys = serialize.load(seal.RelinKeys, chain, directory / serialize.RELIN_KEYS, "relinearization keys")
+        rotations = normalize_rotations(request.rotations, chain.slots)
+        galois_keys = None
+        if rotations:
+            galois_keys = serialize.load(seal.GaloisKeys, chain, directory / serialize.GALOIS_KEYS, "Galois keys")
+            missing = [r for r, e in zip(sorted(rotations), chain.galois_elements(sorted(rotations)), strict=True)
+                       if not galois_keys.has_key(e)]
+            if missing:
+                raise MismatchError(f"the key set lacks rotation keys the plan needs: {missing[:8]}"
+                                    f"{' ...' if len(missing) > 8 else ''}")
+        return TenSEALEvaluator(chain, caps, public_key, relin_keys, galois_keys, rotations)

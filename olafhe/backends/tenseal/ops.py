@@ -7,16 +7,19 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from olafhe.backends.tenseal import serialize
 from olafhe.backends.tenseal.common import (
     ModulusChain,
     TenSEALCiphertext,
     TenSEALPlaintext,
     load_sealapi,
 )
+from olafhe.backends.tenseal.serialize import CiphertextBytes
 from olafhe.core.contract.backend import Capabilities, Evaluator, OpCounter
 from olafhe.core.errors import CapabilityError, OutOfLevelsError, ShapeError
 from olafhe.core.poly.chebyshev import ChebyshevProgram, chebyshev_baby_steps, chebyshev_depth
@@ -26,7 +29,7 @@ _SCALE_RTOL = 1e-9
 
 
 # ----------------------------------------------------------------------------- evaluator
-class TenSEALEvaluator(Evaluator):
+class TenSEALEvaluator(CiphertextBytes, Evaluator):
     """Server side: public key (to encrypt public constants), relinearization and Galois keys only.
 
     Extensions beyond the contract: :meth:`sub`; :meth:`encode`, whose :class:`TenSEALPlaintext`
@@ -49,10 +52,17 @@ class TenSEALEvaluator(Evaluator):
         self.counter = OpCounter()
         self._chain = chain
         self._seal = chain.evaluator
+        self._public_key = public_key
         self._public_encryptor = seal.Encryptor(chain.context, public_key)
         self._relin_keys = relin_keys
         self._galois_keys = galois_keys
         self.rotations = rotations
+
+    def save_public(self, directory: Path) -> list[str]:
+        directory = Path(directory)
+        objs = ((self._public_key, serialize.PUBLIC_KEY), (self._relin_keys, serialize.RELIN_KEYS),
+                (self._galois_keys, serialize.GALOIS_KEYS))
+        return [serialize.save(obj, directory / name) for obj, name in objs if obj is not None]
 
     # ------------------------------------------------------------------ helpers
     def _ct(self, a: Any, what: str) -> TenSEALCiphertext:

@@ -12,6 +12,14 @@ explicitly, and ``bootstrap`` returns a ciphertext at ``level_after_bootstrap``.
 would go below level 0 raises :class:`~olafhe.core.errors.OutOfLevelsError` before touching the data.
 Rescaling is part of every multiplication (OpenFHE FLEXIBLEAUTO semantics), so it is not a separate
 call.
+
+Serialization (client and server as separate programs): :meth:`Client.save_secret` writes what the
+client needs to encrypt and decrypt again (its secret key included), :meth:`Evaluator.save_public` the
+evaluation material only (context, public key, relinearization, rotation and bootstrapping keys);
+:meth:`Backend.load_client` and :meth:`Backend.load_evaluator` read them back, the latter from the public
+files alone (:attr:`Backend.public_files` names every file it may read). ``serialize`` / ``deserialize``
+turn ciphertexts into bytes and back. Each backend uses its library's own serialization; the defaults
+raise :class:`~olafhe.core.errors.CapabilityError` for backends that cannot serialize.
 """
 
 from __future__ import annotations
@@ -21,12 +29,13 @@ from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
 from olafhe.core.contract.ckks import CKKSParams
-from olafhe.core.errors import OutOfLevelsError
+from olafhe.core.errors import CapabilityError, OutOfLevelsError
 from olafhe.core.poly.chebyshev import chebyshev_depth
 
 
@@ -96,6 +105,19 @@ class Client(ABC):
     @abstractmethod
     def decrypt(self, ciphertext: Any, length: int | None = None) -> np.ndarray:
         """Decrypt to a float64 vector (first ``length`` slots, default all)."""
+
+    def save_secret(self, directory: Path) -> list[str]:
+        """Write what this client needs to encrypt and decrypt later (secret key included) into
+        ``directory``; returns the file names written."""
+        raise _no_serialization(self)
+
+    def serialize(self, ciphertext: Any) -> bytes:
+        """The ciphertext in its library's own binary format."""
+        raise _no_serialization(self)
+
+    def deserialize(self, data: bytes) -> Any:
+        """A ciphertext of this key set from :meth:`serialize`'s bytes (DataError when corrupt)."""
+        raise _no_serialization(self)
 
 
 class Evaluator(ABC):
@@ -169,9 +191,20 @@ class Evaluator(ABC):
         return chebyshev_depth(degree)
 
     def bootstrap(self, a: Any) -> Any:
-        from olafhe.core.errors import CapabilityError
-
         raise CapabilityError(f"backend {self.capabilities.backend!r} cannot bootstrap")
+
+    def save_public(self, directory: Path) -> list[str]:
+        """Write the evaluation material (never a secret key) into ``directory``; returns the file names."""
+        raise _no_serialization(self)
+
+    def serialize(self, ciphertext: Any) -> bytes:
+        """The ciphertext in its library's own binary format."""
+        raise _no_serialization(self)
+
+    def deserialize(self, data: bytes) -> Any:
+        """A ciphertext from :meth:`serialize`'s bytes; DataError when corrupt, MismatchError when it
+        belongs to another key set (where the library records that)."""
+        raise _no_serialization(self)
 
     # ----------------------------------------------------------------- shared helpers
     def _require(self, kind: str, level: int, needed: int = 1) -> None:
@@ -190,6 +223,8 @@ class Backend(ABC):
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
+    # every file name Evaluator.save_public may write and load_evaluator may read (the server accepts no other)
+    public_files: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, params: CKKSParams | None = None) -> None:
         self.params = params or CKKSParams()
@@ -214,6 +249,16 @@ class Backend(ABC):
         """
         return 0
 
+
+    def load_client(self, directory: Path) -> Client:
+        """The client :meth:`Client.save_secret` wrote into ``directory``."""
+        raise _no_serialization(self)
+
+    def load_evaluator(self, directory: Path, request: KeyRequest) -> Evaluator:
+        """An evaluator from the public files in ``directory`` alone; refuses (MismatchError) keys made for
+        other parameters or lacking what ``request`` needs."""
+        raise _no_serialization(self)
+
     def make_capabilities(
         self, *, security_bits: int, precision_bits: float, bootstrapping: bool | None = None
     ) -> Capabilities:
@@ -235,6 +280,10 @@ class Backend(ABC):
             precision_bits=precision_bits,
             scale_bits=p.scale_bits,
         )
+
+
+def _no_serialization(obj: object) -> CapabilityError:
+    return CapabilityError(f"{type(obj).__name__} cannot serialize keys or ciphertexts (backend without serialization)")
 
 
 def normalize_rotations(steps: Iterable[int], slots: int) -> frozenset[int]:

@@ -21,6 +21,8 @@ reduction); ``input_level`` is the level the client encrypts at.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -221,6 +223,12 @@ class Plan:
 
     def save(self, path: str | Path) -> Path:
         return save_json(path, self.to_dict())
+
+    def digest(self) -> str:
+        """sha256 of the plan's canonical JSON (sorted keys, no spaces): the plan id keys and ciphertexts
+        record."""
+        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
 
     @classmethod
     def from_dict(cls, doc: dict, origin: str = "plan") -> Plan:

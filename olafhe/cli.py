@@ -11,38 +11,8 @@ import json
 import sys
 from pathlib import Path
 
+from olafhe.cli_common import add_common_arguments, emit, load_command_config, load_plan, log
 from olafhe.core.errors import OlafheError
-
-
-def _log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def _config(args: argparse.Namespace):  # noqa: ANN202
-    """The command's config (file, ``--set`` values, plugins chosen by flag) with plugin defaults and checks.
-
-    ``--approximator`` / ``--optimizer`` go into the config too, so plugin hooks see what will run.
-    """
-    from olafhe.core.config import load_config
-    from olafhe.core.contract.registry import registry
-
-    flags = {"approximation.approximator": getattr(args, "approximator", None),
-             "optimizer.name": getattr(args, "optimizer", None)}
-    chosen = [f"{key}={json.dumps(name)}" for key, name in flags.items() if name]
-    return load_config(args.config, [*args.set, *chosen], hooks=registry())
-
-
-def _plan(path: str | None):  # noqa: ANN202
-    from olafhe.core.planning.plan import Plan
-
-    return Plan.load(path) if path else None
-
-
-def _emit(result: dict, as_json: bool, text: str) -> None:
-    if as_json:
-        print(json.dumps(result))
-    else:
-        print(text)
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
@@ -63,8 +33,8 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from olafhe.jobs.workspace import run_calibration
 
-    config = _config(args)
-    result = run_calibration(config, args.out, progress=not args.no_progress, log=_log)
+    config = load_command_config(args)
+    result = run_calibration(config, args.out, progress=not args.no_progress, log=log)
     print(f"{'layer':<20} {'min':>9} {'max':>9} {'mean':>9} {'std':>9}")
     for s in result.layers:
         print(f"{s.name:<20} {s.min:9.3f} {s.max:9.3f} {s.mean:9.3f} {s.std:9.3f}")
@@ -77,9 +47,9 @@ def cmd_candidates(args: argparse.Namespace) -> int:
     from olafhe.jobs.backend import approximator_for
     from olafhe.jobs.workspace import get_calibration, load
 
-    config = _config(args)
+    config = load_command_config(args)
     loaded = load(config)
-    calib = get_calibration(config, loaded, _log, progress=not args.no_progress)
+    calib = get_calibration(config, loaded, log, progress=not args.no_progress)
     approx = approximator_for(config, args.approximator)
     degrees = [int(d) for d in args.degrees.split(",")] if args.degrees else approx.default_degrees()
     rows = candidate_table(approx, calib, degrees)
@@ -108,8 +78,8 @@ def format_plan(plan) -> str:  # noqa: ANN001
 def cmd_optimize(args: argparse.Namespace) -> int:
     from olafhe.jobs.optimize import run_optimize
 
-    config = _config(args)
-    result = run_optimize(config, args.approximator, args.optimizer, log=_log, progress=not args.no_progress)
+    config = load_command_config(args)
+    result = run_optimize(config, args.approximator, args.optimizer, log=log, progress=not args.no_progress)
     out = Path(args.out or f"results/{config.model.name}-{result.plan.approximator}-{result.plan.optimizer}.json")
     result.plan.save(out)
     print(format_plan(result.plan))
@@ -125,35 +95,35 @@ def cmd_optimize(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from olafhe.jobs.evaluate import run_evaluate
 
-    config = _config(args)
-    plan = _plan(args.plan)
+    config = load_command_config(args)
+    plan = load_plan(args.plan)
     result = run_evaluate(config, plan, args.limit, progress=not args.no_progress,
                           backend=args.backend or "simulator", plan_path=args.plan or None)
     if "accuracy" in result:
         result = {k: result[k] for k in ("images", "correct", "accuracy", "backend", "plan")} | \
             {k: result[k] for k in ("seconds", "safety") if k in result}
     for failure in (result.get("safety") or {}).get("failures", []):
-        _log(f"olafhe: warning: numeric safety: {failure}")
-    _emit(result, args.json, json.dumps(result, indent=1))
+        log(f"olafhe: warning: numeric safety: {failure}")
+    emit(result, args.json, json.dumps(result, indent=1))
     return 0
 
 
 def cmd_infer(args: argparse.Namespace) -> int:
     from olafhe.jobs.infer import run_infer
 
-    config = _config(args)
-    plan = _plan(args.plan)
+    config = load_command_config(args)
+    plan = load_plan(args.plan)
     result = run_infer(config, plan, args.limit or config.run.infer_images or 1, args.backend,
-                       progress=not args.no_progress, log=_log)
-    _emit(result, args.json, json.dumps(result, indent=1))
+                       progress=not args.no_progress, log=log)
+    emit(result, args.json, json.dumps(result, indent=1))
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from olafhe.jobs.run import run_main_job
 
-    config = _config(args)
-    report = run_main_job(config, Path(args.out or config.run.out), _log,
+    config = load_command_config(args)
+    report = run_main_job(config, Path(args.out or config.run.out), log,
                           show_plan=lambda plan: print(format_plan(plan)))
     enc = report["encrypted"]
     print(json.dumps({k: v for k, v in report.items() if k != "encrypted"} | {
@@ -168,7 +138,7 @@ def cmd_costs(args: argparse.Namespace) -> int:
     from olafhe.jobs.backend import make_backend
     from olafhe.jobs.measure_costs import measure_cost_table
 
-    config = _config(args)
+    config = load_command_config(args)
     backend = make_backend(config, args.backend)
     levels = [int(v) for v in args.levels.split(",")] if args.levels else None
     table = measure_cost_table(backend, levels=levels, bootstrap=backend.capabilities().bootstrapping)
@@ -182,36 +152,29 @@ def cmd_costs(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from olafhe.report.bench import run_bench
 
-    run_bench(args.configs, Path(args.out), set_overrides=args.set, log=_log, encrypted=args.encrypted,
+    run_bench(args.configs, Path(args.out), set_overrides=args.set, log=log, encrypted=args.encrypted,
               limit=args.limit, readme=args.readme,
               backends=[b.strip() for b in args.backends.split(",") if b.strip()] if args.backends else None,
               plans_dir=args.plans, measured=args.measured, progress=not args.no_progress)
     return 0
 
 
-def _common(sp: argparse.ArgumentParser) -> None:
-    """The arguments every config-driven command takes."""
-    sp.add_argument("config", help="TOML config, e.g. configs/resnet20.toml")
-    sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
-    sp.add_argument("--no-progress", action="store_true", help="no progress bars")
-
-
 def _add_plan_commands(sub: argparse._SubParsersAction) -> None:
     """calibrate, candidates, optimize: from a model to a plan."""
     sp = sub.add_parser("calibrate", help="record activation input statistics")
-    _common(sp)
+    add_common_arguments(sp)
     sp.add_argument("--out")
     sp.set_defaults(fn=cmd_calibrate)
 
     sp = sub.add_parser("candidates", help="table of candidate approximations per layer and degree")
-    _common(sp)
+    add_common_arguments(sp)
     sp.add_argument("--approximator")
     sp.add_argument("--degrees", help="comma-separated degrees")
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(fn=cmd_candidates)
 
     sp = sub.add_parser("optimize", help="choose degrees, bootstraps and levels; write a plan")
-    _common(sp)
+    add_common_arguments(sp)
     sp.add_argument("--approximator")
     sp.add_argument("--optimizer")
     sp.add_argument("--out")
@@ -224,7 +187,7 @@ def _add_run_commands(sub: argparse._SubParsersAction) -> None:
     for name, fn, helptext in (("evaluate", cmd_evaluate, "accuracy on the test set (plaintext or simulator)"),
                                ("infer", cmd_infer, "encrypted inference of a few test images")):
         sp = sub.add_parser(name, help=helptext)
-        _common(sp)
+        add_common_arguments(sp)
         sp.add_argument("--plan", required=(name == "infer"))
         sp.add_argument("--backend")
         sp.add_argument("--limit", type=int)
@@ -232,12 +195,12 @@ def _add_run_commands(sub: argparse._SubParsersAction) -> None:
         sp.set_defaults(fn=fn)
 
     sp = sub.add_parser("run", help="the main job: calibrate, optimize, evaluate, encrypted inference, report")
-    _common(sp)
+    add_common_arguments(sp)
     sp.add_argument("--out")
     sp.set_defaults(fn=cmd_run)
 
     sp = sub.add_parser("costs", help="measure a backend's per-operation cost table")
-    _common(sp)
+    add_common_arguments(sp)
     sp.add_argument("--backend")
     sp.add_argument("--levels", help="comma-separated levels to measure")
     sp.add_argument("--out")

@@ -9,70 +9,70 @@ from __future__ import annotations
 import argparse
 import json
 
-from olafhe.cli import _common, _config, _emit, _log, _plan
+from olafhe.cli_common import add_common_arguments, emit, load_command_config, load_plan, log
 
 
 def _plan_required(args: argparse.Namespace):  # noqa: ANN202
-    return _plan(args.plan)
+    return load_plan(args.plan)
 
 
 def cmd_keygen(args: argparse.Namespace) -> int:
-    from olafhe.jobs.split import run_keygen
+    from olafhe.serve.split import run_keygen
 
-    result = run_keygen(_config(args), _plan_required(args), args.out, args.backend, log=_log)
-    _emit(result, args.json, f"key set {result['key_id']}: secret key in {result['secret']} (keep it), "
+    result = run_keygen(load_command_config(args), _plan_required(args), args.out, args.backend, log=log)
+    emit(result, args.json, f"key set {result['key_id']}: secret key in {result['secret']} (keep it), "
                              f"evaluation keys in {result['public']} ({result['public_bytes'] / 1e6:.1f} MB)")
     return 0
 
 
 def cmd_encrypt(args: argparse.Namespace) -> int:
-    from olafhe.jobs.split import run_encrypt
+    from olafhe.serve.split import run_encrypt
 
-    config = _config(args)
+    config = load_command_config(args)
     result = run_encrypt(config, _plan_required(args), args.keys, args.limit or config.run.infer_images or 1,
-                         args.out, args.backend, log=_log)
-    _emit(result, args.json, "\n".join(result["files"]))
+                         args.out, args.backend, log=log)
+    emit(result, args.json, "\n".join(result["files"]))
     return 0
 
 
 def cmd_compute(args: argparse.Namespace) -> int:
-    from olafhe.jobs.split import run_compute
+    from olafhe.serve.split import run_compute
 
-    result = run_compute(_config(args), _plan_required(args), args.keys, args.inputs, args.out, args.backend,
-                         log=_log)
-    _emit(result, args.json, "\n".join(result["outputs"]))
+    result = run_compute(load_command_config(args), _plan_required(args), args.keys, args.inputs, args.out,
+                         args.backend, log=log)
+    emit(result, args.json, "\n".join(result["outputs"]))
     return 0
 
 
 def cmd_decrypt(args: argparse.Namespace) -> int:
-    from olafhe.jobs.split import run_decrypt
+    from olafhe.serve.split import run_decrypt
 
-    result = run_decrypt(_config(args), _plan_required(args), args.keys, args.inputs, args.backend)
-    _emit(result, args.json, "\n".join(f"{r['file']}: class {r['class']}" for r in result["outputs"]))
+    result = run_decrypt(load_command_config(args), _plan_required(args), args.keys, args.inputs, args.backend)
+    emit(result, args.json, "\n".join(f"{r['file']}: class {r['class']}" for r in result["outputs"]))
     return 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from olafhe.jobs.service import run_serve
+    from olafhe.serve.service import run_serve
 
-    run_serve(_config(args), _plan_required(args), args.host, args.port, keys=args.keys, workdir=args.workdir,
-              queue=args.queue, max_upload_mb=args.max_upload_mb, max_key_gb=args.max_key_gb,
-              max_key_sets=args.max_key_sets, backend_name=args.backend, log=_log)
+    run_serve(load_command_config(args), _plan_required(args), args.host, args.port, keys=args.keys,
+              workdir=args.workdir, queue=args.queue, max_upload_mb=args.max_upload_mb, max_key_gb=args.max_key_gb,
+              max_key_sets=args.max_key_sets, backend_name=args.backend, log=log)
     return 0
 
 
 def cmd_remote_infer(args: argparse.Namespace) -> int:
-    from olafhe.jobs.service import run_remote_infer
+    from olafhe.serve.service import run_remote_infer
 
-    config = _config(args)
+    config = load_command_config(args)
     result = run_remote_infer(config, _plan_required(args), args.keys, args.url,
-                              args.limit or config.run.infer_images or 1, args.backend, log=_log)
-    _emit(result, args.json, json.dumps(result, indent=1))
+                              args.limit or config.run.infer_images or 1, args.backend, log=log)
+    emit(result, args.json, json.dumps(result, indent=1))
     return 0
 
 
 def _split_common(sp: argparse.ArgumentParser, keys_help: str | None, json_flag: bool = True) -> None:
-    _common(sp)
+    add_common_arguments(sp)
     sp.add_argument("--plan", required=True, help="the plan (PLAN.json) both sides run")
     sp.add_argument("--backend", help="backend (default backend.name of the config)")
     if keys_help:

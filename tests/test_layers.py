@@ -10,7 +10,8 @@ import olafhe
 ROOT = Path(olafhe.__file__).parent
 # bottom to top; a module may import its own layer or lower ones only
 CORE = ["errors", "jsonfile", "config", "poly", "graph", "calibration", "contract", "compiler", "planning"]
-TOP = ["core", "data", "models", "approximators", "optimizers", "backends", "jobs", "report", "cli"]
+TOP = ["core", "data", "models", "approximators", "optimizers", "backends", "jobs", "serve", "report",
+       "cli_common", "cli_split", "cli"]
 PEERS = {"approximators", "optimizers", "backends"}  # plugin packages: independent of each other
 
 

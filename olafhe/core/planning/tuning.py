@@ -119,7 +119,8 @@ def tune_budget(optimizer: DegreeOptimizer, problem: OptimizationProblem, make_p
         return TuningResult(res[1], res[0], math.inf, res[2], max_drop, t.history)
     lo, hi = budget_bounds(problem)
     lo = _feasible_floor(t, lo, hi)
-    good = _search(t, lo, hi, min(max(start or math.sqrt(lo * hi), lo), hi), verifications)
+    first = start or min(2.0 * lo, math.sqrt(lo * hi))  # near the most accurate plans: the usual answer
+    good = _search(t, lo, hi, min(max(first, lo), hi), verifications)
     if not good:
         res = t.verify(lo)
         if res is None or res[2] > max_drop:

@@ -18,7 +18,7 @@ from olafhe.core.planning.plan import Plan
 from olafhe.jobs.backend import check_runnable, make_backend
 from olafhe.jobs.memory import peak_rss_mb, reset_peak_rss
 from olafhe.jobs.predict import predict
-from olafhe.jobs.workspace import Loaded, Log, load, quiet, test_set
+from olafhe.jobs.workspace import Loaded, Log, check_plan, load, quiet, test_set
 
 
 @dataclass
@@ -35,10 +35,14 @@ class _Tally:
 
 def run_infer(config: Config, plan: Plan | None, limit: int, backend_name: str | None = None,
               progress: bool = True, loaded: Loaded | None = None, log: Log = quiet) -> dict:
-    """Encrypted inference of ``limit`` class-balanced test images on a real (or simulated) backend."""
+    """Encrypted inference of ``limit`` class-balanced test images on a real (or simulated) backend.
+
+    A plan made for another model or checkpoint is refused before any key generation (:func:`check_plan`).
+    """
     if plan is None:
         raise ConfigError("infer needs --plan PLAN.json (create one with `olafhe optimize`)")
     loaded = loaded or load(config)
+    check_plan(config, loaded, plan)
     backend = make_backend(config, backend_name, plan, loaded.graph)
     caps = check_runnable(plan, backend)
     program = compile_program(loaded.graph, {ly.name: ly for ly in plan.layers}, caps.slots, plan.input_level,

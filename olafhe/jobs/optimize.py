@@ -34,6 +34,7 @@ from olafhe.core.planning.planner import (
     top_level,
     tune_budget,
 )
+from olafhe.jobs import workspace
 from olafhe.jobs.backend import approximator_for, cost_table, make_backend, optimizer_for
 from olafhe.jobs.predict import predict
 from olafhe.jobs.workspace import Loaded, Log, calibration_split, get_calibration, load, quiet, sensitivities
@@ -95,6 +96,7 @@ def run_optimize(config: Config, approximator: str | None = None, optimizer: str
     plan.extra = PlanExtra(tuning={"images": len(tune_y), "plaintext_accuracy": plain_acc, "budget": best.budget,
                                    "history": history},
                            sensitivity=sens, linear_layers=program.linear_report())
+    plan.fingerprint = workspace.fingerprint(config, loaded)
     return OptimizeResult(plan, history, time.perf_counter() - t_start, plain_acc)
 
 

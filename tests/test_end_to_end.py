@@ -9,12 +9,16 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from olafhe import cli
+from olafhe.backends.openfhe.backend import OpenFHEBackend
+from olafhe.backends.simulator import SimulatorBackend
 from olafhe.core.config import load_config
-from olafhe.core.errors import OlafheError
+from olafhe.core.errors import ConfigError, OlafheError
 from olafhe.core.planning.ckks import resolve_ckks, slot_count
 from olafhe.core.planning.plan import Plan
+from olafhe.jobs import evaluate as evaluate_job
 from olafhe.jobs import workspace
 from olafhe.jobs.backend import make_backend
 from olafhe.jobs.evaluate import run_evaluate
@@ -168,3 +172,84 @@ def test_resnet20_compiles_at_its_automatic_slots_with_no_more_diagonals(resnet2
     # spares the stage-3 transition (648 instead of 2048): 8,552 diagonals in all instead of 9,513
     count = [sum(r["diagonals"] for r in p.linear_report()) for p in (sparse, full)]
     assert count[0] < count[1]
+
+
+# --------------------------------------------------------------------------- plans bound to their model
+@pytest.fixture(scope="module")
+def other_checkpoint(loaded, tmp_path_factory):
+    """The small CNN's weights, one convolution nudged: the same graph, another checkpoint."""
+    state = {k: v.clone() for k, v in loaded.model.state_dict().items()}
+    state["conv1.weight"] += 1e-3
+    path = tmp_path_factory.mktemp("ckpt") / "other.pt"
+    torch.save({"state_dict": state}, path)
+    return path
+
+
+def _no_keys_no_simulation(monkeypatch) -> None:
+    def refuse(*_args, **_kwargs):
+        raise AssertionError("keys were generated or the plan simulated for a mismatched plan")
+
+    for backend in (SimulatorBackend, OpenFHEBackend):
+        monkeypatch.setattr(backend, "keygen", refuse)
+    monkeypatch.setattr(evaluate_job, "predict", refuse)
+
+
+def test_plan_records_the_model_it_was_made_for(config, loaded, plan: Plan) -> None:
+    assert plan.fingerprint == workspace.fingerprint(config, loaded)
+    assert plan.fingerprint.model == "small_cnn" and plan.fingerprint.calibration is not None
+
+
+def test_plan_for_another_checkpoint_is_refused_before_keygen(plan: Plan, other_checkpoint, monkeypatch) -> None:
+    other_config = load_config("configs/small_cnn.toml", [*OVERRIDES, f"model.checkpoint={other_checkpoint}"])
+    other = workspace.load(other_config)
+    now = workspace.fingerprint(other_config, other)
+    assert now.graph == plan.fingerprint.graph and now.checkpoint != plan.fingerprint.checkpoint
+    _no_keys_no_simulation(monkeypatch)
+    message = (rf"^plan was made for small_cnn \(graph {plan.fingerprint.graph[:8]}, checkpoint "
+               rf"{plan.fingerprint.checkpoint[:8]}\) but the config loads small_cnn \(graph {now.graph[:8]}, "
+               rf"checkpoint {now.checkpoint[:8]}\); optimize a plan for this model$")
+    with pytest.raises(ConfigError, match=message):
+        run_infer(other_config, plan, 1, "openfhe", progress=False, loaded=other)
+    with pytest.raises(ConfigError, match=message):
+        run_evaluate(other_config, plan, 20, progress=False, loaded=other)
+    with pytest.raises(ConfigError, match=message):
+        predict_plan_seconds(other_config, plan, "openfhe", other)
+
+
+def test_cli_refuses_a_plan_of_another_model_in_one_line(plan: Plan, other_checkpoint, tmp_path, capsys,
+                                                          monkeypatch) -> None:
+    path = plan.save(tmp_path / "small.json")
+    _no_keys_no_simulation(monkeypatch)
+    args = ["configs/small_cnn.toml", *sum((["--set", o] for o in OVERRIDES), []), "--no-progress"]
+    other = ["--set", f"model.checkpoint={other_checkpoint}"]
+    assert cli.main(["infer", *args, *other, "--plan", str(path), "--backend", "openfhe"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("olafhe: error: plan was made for small_cnn (graph ")
+    assert cli.main(["evaluate", "configs/resnet20.toml", "--plan", str(path), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "plan was made for small_cnn (graph" in err
+    assert "but the config loads resnet20 (graph " in err
+    # the issue's case: a ResNet-32 plan (saved before plans had fingerprints) for ResNet-20
+    assert cli.main(["infer", "configs/resnet20.toml", "--plan", "docs/results/resnet32-wls-dp.json",
+                     "--backend", "openfhe", "--limit", "1", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("olafhe: error: plan was made for resnet32 but the config loads resnet20 (graph ")
+
+
+def test_plan_without_fingerprint_is_accepted_with_a_warning(config, loaded, plan: Plan, capsys) -> None:
+    doc = plan.to_dict()
+    del doc["fingerprint"]
+    result = run_evaluate(config, Plan.from_dict(doc), 20, progress=False, loaded=loaded)
+    assert result["images"] == 20
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("olafhe: warning: plan records no model fingerprint")
+    run_evaluate(config, plan, 20, progress=False, loaded=loaded)
+    assert capsys.readouterr().err == ""  # its own model: silent
+
+
+def test_other_calibration_settings_are_only_a_warning(loaded, plan: Plan, capsys) -> None:
+    recalibrated = load_config("configs/small_cnn.toml", [*OVERRIDES, "data.seed=1"])
+    result = run_evaluate(recalibrated, plan, 20, progress=False, loaded=loaded)
+    assert result["images"] == 20
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("olafhe: warning: plan was calibrated with other settings")

@@ -13,7 +13,7 @@ from olafhe.jobs.backend import make_backend
 from olafhe.jobs.infer import run_infer
 from olafhe.jobs.predict import predict
 from olafhe.jobs.safety import check_plan_safety
-from olafhe.jobs.workspace import Loaded, load, test_set
+from olafhe.jobs.workspace import Loaded, check_plan, load, test_set
 
 
 def run_evaluate(config: Config, plan: Plan | None, limit: int | None, progress: bool = True,
@@ -23,11 +23,14 @@ def run_evaluate(config: Config, plan: Plan | None, limit: int | None, progress:
     With a plan (and ``safety.enabled``), ``safety`` holds its numeric safety report on the extreme
     calibration images (:func:`~olafhe.jobs.safety.check_plan_safety`): margins and failures.
 
-    Any other ``backend`` than the simulator runs encrypted inference instead (:func:`run_infer`).
+    Any other ``backend`` than the simulator runs encrypted inference instead (:func:`run_infer`). A plan
+    made for another model or checkpoint is refused before any simulation (:func:`check_plan`).
     """
     loaded = loaded or load(config)
     if backend != "simulator":
         return run_infer(config, plan, limit or 1, backend, progress=progress, loaded=loaded)
+    if plan is not None:
+        check_plan(config, loaded, plan)
     x, y = test_set(loaded.data_dir, limit)
     t0 = time.perf_counter()
     noise = None

@@ -19,7 +19,7 @@ from olafhe.jobs.backend import check_runnable, make_backend
 from olafhe.jobs.memory import peak_rss_mb, reset_peak_rss
 from olafhe.jobs.predict import predict
 from olafhe.jobs.safety import check_plan_safety
-from olafhe.jobs.workspace import Loaded, Log, load, quiet, test_set
+from olafhe.jobs.workspace import Loaded, Log, check_plan, load, quiet, test_set
 
 
 @dataclass
@@ -40,10 +40,12 @@ def run_infer(config: Config, plan: Plan | None, limit: int, backend_name: str |
 
     With ``safety.enabled`` those images are first traced on the simulator and the plan is refused
     (:class:`~olafhe.core.errors.UnsafePlanError`) before key generation when a numeric check fails.
+    A plan made for another model or checkpoint is refused before any key generation (:func:`check_plan`).
     """
     if plan is None:
         raise ConfigError("infer needs --plan PLAN.json (create one with `olafhe optimize`)")
     loaded = loaded or load(config)
+    check_plan(config, loaded, plan)
     backend = make_backend(config, backend_name, plan, loaded.graph)
     caps = check_runnable(plan, backend)
     program = compile_program(loaded.graph, {ly.name: ly for ly in plan.layers}, caps.slots, plan.input_level,

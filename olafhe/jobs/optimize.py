@@ -29,6 +29,7 @@ from olafhe.core.planning.criterion import FlipCriterion
 from olafhe.core.planning.plan import Plan, PlanCKKS, PlanExtra
 from olafhe.core.planning.planner import build_problem, make_candidates, solution_to_plan, top_level
 from olafhe.core.planning.tuning import TuningResult, budget_bounds, tune_budget
+from olafhe.jobs import workspace
 from olafhe.jobs.backend import approximator_for, cost_table, make_backend, optimizer_for
 from olafhe.jobs.predict import predict
 from olafhe.jobs.safety import check_plan_safety, safe_bootstrap_configs
@@ -99,6 +100,7 @@ def run_optimize(config: Config, approximator: str | None = None, optimizer: str
     plan.extra = PlanExtra(tuning={"images": len(pool), "pool": "mixed", "criterion": _criterion_doc(criterion),
                                    "budget": best.budget, "history": history},
                            sensitivity=sens, linear_layers=program.linear_report())
+    plan.fingerprint = workspace.fingerprint(config, loaded)
     if config.safety.enabled:  # the numeric model: refuse a plan whose values break CKKS, before any keys
         check_plan_safety(config, plan, loaded, log=log).raise_if_unsafe()
     return OptimizeResult(plan, history, time.perf_counter() - t_start)

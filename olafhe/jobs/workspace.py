@@ -4,7 +4,9 @@ Data discipline: calibration statistics come from the first ``data.calibration_i
 shuffle of ``train_subset``; the optimizer's budget is tuned on the *next* ``optimizer.eval_images``
 of that shuffle (held out from the statistics, so out-of-interval inputs show up while tuning); the
 test set is only ever used for reporting. Calibration statistics and sensitivities are cached under
-:func:`~olafhe.data.paths.cache_dir`, keyed by :func:`config_key`.
+:func:`~olafhe.data.paths.cache_dir`, keyed by :func:`config_key`. :func:`fingerprint` identifies the
+loaded model (graph, weights, calibration settings) for plans; :func:`check_plan` refuses a plan made for
+another one.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from olafhe.core.config import Config
 from olafhe.core.errors import ConfigError
 from olafhe.core.graph.fx_import import import_model
 from olafhe.core.graph.ir import Graph
+from olafhe.core.planning.fingerprint import ModelFingerprint, check_plan_fingerprint, graph_fingerprint, settings_hash
+from olafhe.core.planning.plan import Plan
 from olafhe.data.augment import mixed
 from olafhe.data.cifar import balanced_subset, load_cifar10, to_tensor
 from olafhe.data.paths import cache_dir
@@ -49,6 +53,27 @@ def load(config: Config) -> Loaded:
     model = build_model(config.model.name, config.model.checkpoint or None, data_dir)
     graph = import_model(model, (3, 32, 32), name=config.model.name)
     return Loaded(model, graph, data_dir)
+
+
+def calibration_settings(config: Config) -> dict:
+    """The settings that select the calibration and tuning images and their statistics (not the model:
+    its graph and weights are fingerprinted themselves; not ``data.dir``, ``batch_size`` or output paths)."""
+    data = {k: v for k, v in config.data.__dict__.items() if k not in ("dir", "batch_size")}
+    return {"data": data, "calibration": {k: v for k, v in config.calibration.__dict__.items() if k != "out"}}
+
+
+def fingerprint(config: Config, loaded: Loaded) -> ModelFingerprint:
+    """What a plan made now would be made for: the loaded graph and weights, the calibration settings."""
+    return graph_fingerprint(loaded.graph, config.model.name, settings_hash(calibration_settings(config)))
+
+
+def check_plan(config: Config, loaded: Loaded, plan: Plan) -> None:
+    """Refuse (:class:`~olafhe.core.errors.ConfigError`) a plan made for another model or checkpoint.
+
+    Called by every job that runs a plan, before key generation or simulation; see
+    :func:`~olafhe.core.planning.fingerprint.check_plan_fingerprint` for what is only a warning.
+    """
+    check_plan_fingerprint(plan.fingerprint, fingerprint(config, loaded), plan.model)
 
 
 def calibration_split(config: Config, data_dir: Path) -> tuple[torch.Tensor, np.ndarray, torch.Tensor, np.ndarray]:

@@ -12,6 +12,7 @@ JSON format (see ``docs/contract.md``; unknown top-level fields are preserved)::
      "bootstraps": int, "input_level": int,
      "predicted": {"latency_s": float, "accuracy": float|null, "distortion": float, "target_accuracy": float},
      "ckks": {"ring_dimension": int, "security_bits": int, "levels": int, ...},   # see PlanCKKS
+     "fingerprint": {"model": str, "graph": str, "checkpoint": str, "calibration": str},  # optional
      "tuning": {...}, "sensitivity": {layer: float}, "linear_layers": [...]}      # optional
 
 ``level_in`` is the level of the activation's input ciphertext (after any bootstrap and level
@@ -30,6 +31,7 @@ from typing import Any, ClassVar
 
 from olafhe.core.errors import DataError, OlafheError
 from olafhe.core.jsonfile import check_format, read_json, save_json
+from olafhe.core.planning.fingerprint import ModelFingerprint
 from olafhe.core.poly.approximation import Approximation
 
 FORMAT = "olafhe-plan"
@@ -173,7 +175,8 @@ class PlanExtra:
 @dataclass
 class Plan:
     """Per activation layer: its approximation, input level and bootstraps; plus what the plan was
-    optimized for (``ckks``), what it is predicted to achieve (``predicted``) and optional records."""
+    optimized for (``ckks``), what it is predicted to achieve (``predicted``), the model it was made for
+    (``fingerprint``; None in plans made before it was recorded) and optional records."""
 
     model: str
     approximator: str
@@ -183,6 +186,7 @@ class Plan:
     ckks: PlanCKKS = field(default_factory=PlanCKKS)
     predicted: PlanPredicted = field(default_factory=PlanPredicted)
     extra: PlanExtra = field(default_factory=PlanExtra)
+    fingerprint: ModelFingerprint | None = None
 
     @property
     def bootstraps(self) -> int:
@@ -218,6 +222,8 @@ class Plan:
             "predicted": self.predicted.to_dict(),
             "ckks": self.ckks.to_dict(),
         }
+        if self.fingerprint is not None:
+            doc["fingerprint"] = self.fingerprint.to_dict()
         doc.update(self.extra.to_dict())
         return doc
 
@@ -267,7 +273,7 @@ class Plan:
             except (OlafheError, KeyError, TypeError, ValueError, AttributeError) as exc:
                 raise DataError(f"{origin}: layer {i} is corrupt: {exc}") from exc
         known = {"format", "version", "model", "approximator", "optimizer", "layers", "bootstraps",
-                 "input_level", "predicted", "ckks"}
+                 "input_level", "predicted", "ckks", "fingerprint"}
         plan = cls(
             model=str(doc["model"]),
             approximator=str(doc["approximator"]),
@@ -277,6 +283,7 @@ class Plan:
             ckks=PlanCKKS.from_dict(doc["ckks"], origin),
             predicted=PlanPredicted.from_dict(doc.get("predicted") or {}, origin),
             extra=PlanExtra.from_dict({k: v for k, v in doc.items() if k not in known}),
+            fingerprint=ModelFingerprint.from_dict(doc["fingerprint"], origin) if "fingerprint" in doc else None,
         )
         if "bootstraps" in doc and int(doc["bootstraps"]) != plan.bootstraps:
             raise DataError(

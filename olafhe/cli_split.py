@@ -1,7 +1,7 @@
 """The client/server commands of the ``olafhe`` command line (see docs/contract.md, "Client and server").
 
-``keygen``, ``encrypt``, ``decrypt`` and ``remote-infer`` run on the client (they read the secret key);
-``compute`` and ``serve`` run on the server (evaluation keys only).
+``keygen``, ``encrypt``, ``decrypt``, ``remote-infer`` and ``ray-infer`` run on the client (they read the
+secret key); ``compute``, ``serve`` and ``ray-infer``'s Ray actors run on the server side (evaluation keys only).
 """
 
 from __future__ import annotations
@@ -71,6 +71,34 @@ def cmd_remote_infer(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ray_text(result: dict) -> str:
+    """Per batch and in total: classes, simulator agreement, labels correct, seconds, throughput, RSS."""
+    lines = [f"batch {r['batch']}: classes {r['classes']} simulator {r['simulator']} labels {r['labels']} "
+             f"({r['actor']}, {r['seconds']:.2f} s, attempts {r['attempts']})" for r in result["rows"]]
+    lines.append(f"{result['images']} images in {result['batches']} batches on {result['actors']} actors "
+                 f"({result['threads_per_actor']} threads each, {result['address']}): "
+                 f"{result['agree_with_simulator']:.0%} agree with the simulator, {result['correct']} labels correct")
+    lines.append(f"{result['wall_seconds']:.1f} s: {result['seconds_per_image']:.2f} s per image amortized, "
+                 f"{result['images_per_second']:.2f} images/s; {len(result['retries'])} batches retried, "
+                 f"{result['actors_lost']} actors lost")
+    lines += [f"{name}: peak RSS {mb:.0f} MB" for name, mb in result["actor_peak_rss_mb"].items()]
+    return "\n".join(lines)
+
+
+def cmd_ray_infer(args: argparse.Namespace) -> int:
+    from olafhe.core.jsonfile import save_json
+    from olafhe.serve.ray_pool import run_ray_infer
+
+    config = load_command_config(args)
+    result = run_ray_infer(config, _plan_required(args), args.keys, args.limit or config.run.infer_images or 1,
+                           args.actors, address=args.address, backend_name=args.backend,
+                           progress=not args.no_progress, log=log)
+    if args.json and args.json != "-":
+        save_json(args.json, result)
+    emit(result, args.json == "-", _ray_text(result))
+    return 0
+
+
 def _split_common(sp: argparse.ArgumentParser, keys_help: str | None, json_flag: bool = True) -> None:
     add_common_arguments(sp)
     sp.add_argument("--plan", required=True, help="the plan (PLAN.json) both sides run")
@@ -82,7 +110,7 @@ def _split_common(sp: argparse.ArgumentParser, keys_help: str | None, json_flag:
 
 
 def add_split_commands(sub: argparse._SubParsersAction) -> None:
-    """keygen, encrypt, compute, decrypt, serve, remote-infer."""
+    """keygen, encrypt, compute, decrypt, serve, remote-infer, ray-infer."""
     client_keys = "the key folder `olafhe keygen` wrote (KEYDIR: its secret/ stays with the client)"
     sp = sub.add_parser("keygen", help="client: generate keys; secret key to OUT/secret, evaluation keys to OUT/public")
     _split_common(sp, None)
@@ -123,3 +151,13 @@ def add_split_commands(sub: argparse._SubParsersAction) -> None:
     sp.add_argument("--url", required=True, help="the server, e.g. http://127.0.0.1:8000")
     sp.add_argument("--limit", type=int, help="number of test images (default run.infer_images)")
     sp.set_defaults(fn=cmd_remote_infer)
+
+    sp = sub.add_parser("ray-infer", help="client: encrypted batch inference on a pool of Ray actors (evaluation "
+                                          "keys only on the actors)")
+    _split_common(sp, client_keys, json_flag=False)
+    sp.add_argument("--limit", type=int, help="number of test images (default run.infer_images)")
+    sp.add_argument("--actors", type=int, default=1, help="Ray actors, each loads the evaluation keys once")
+    sp.add_argument("--address", help="join a running Ray cluster ('auto' or IP:PORT; default: start a local Ray)")
+    sp.add_argument("--json", nargs="?", const="-", metavar="OUT",
+                    help="write the JSON report to OUT (alone: print it on stdout)")
+    sp.set_defaults(fn=cmd_ray_infer)

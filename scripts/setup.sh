@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Create ./.venv with CPython 3.10 and install olafhe with its test extras (which include the `serve` extra:
-# fastapi, uvicorn, httpx).
+# fastapi, uvicorn, httpx) and the `ray` extra.
 #
 # Why 3.10: the only `openfhe` wheel on PyPI that imports on these machines (1.6.1.0.22.4) is built for
 # CPython 3.10 (its 3.11 build fails to import; its 3.12 build needs a newer libstdc++).
@@ -26,7 +26,7 @@ find_python() {
   return 1
 }
 
-if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c 'import olafhe, openfhe, tenseal, torch, fastapi, uvicorn, httpx' >/dev/null 2>&1 \
+if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c 'import olafhe, openfhe, tenseal, torch, fastapi, uvicorn, httpx, ray' >/dev/null 2>&1 \
    && [ "${OLAFHE_REINSTALL:-0}" != 1 ]; then
   "$VENV/bin/pip" install --quiet --no-deps -e '.[test]'
   echo "setup: reusing $VENV ($("$VENV/bin/python" --version))"
@@ -46,4 +46,4 @@ echo "setup: using $PY ($("$PY" --version))"
 "$PY" -m venv "$VENV"
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
 "$VENV/bin/python" -m pip install --quiet -e '.[test]'
-"$VENV/bin/python" -c 'import olafhe, openfhe, tenseal, torch, fastapi; print("setup: ok, torch", torch.__version__)'
+"$VENV/bin/python" -c 'import olafhe, openfhe, tenseal, torch, fastapi, ray; print("setup: ok, torch", torch.__version__)'

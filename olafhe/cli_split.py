@@ -91,7 +91,7 @@ def cmd_ray_infer(args: argparse.Namespace) -> int:
 
     config = load_command_config(args)
     result = run_ray_infer(config, _plan_required(args), args.keys, args.limit or config.run.infer_images or 1,
-                           args.actors, address=args.address, backend_name=args.backend,
+                           args.actors, address=args.address, backend_name=args.backend, public=args.public,
                            progress=not args.no_progress, log=log)
     if args.json and args.json != "-":
         save_json(args.json, result)
@@ -158,6 +158,8 @@ def add_split_commands(sub: argparse._SubParsersAction) -> None:
     sp.add_argument("--limit", type=int, help="number of test images (default run.infer_images)")
     sp.add_argument("--actors", type=int, default=1, help="Ray actors, each loads the evaluation keys once")
     sp.add_argument("--address", help="join a running Ray cluster ('auto' or IP:PORT; default: start a local Ray)")
+    sp.add_argument("--public", help="the evaluation keys the actors load (default KEYDIR/public; on a cluster a "
+                                     "copy at the same path on every node)")
     sp.add_argument("--json", nargs="?", const="-", metavar="OUT",
                     help="write the JSON report to OUT (alone: print it on stdout)")
     sp.set_defaults(fn=cmd_ray_infer)

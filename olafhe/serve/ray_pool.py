@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import os
+import socket
 import time
 from collections import deque
 from collections.abc import Callable
@@ -56,6 +57,8 @@ def refuse_secret(public: Path) -> Manifest:
 def public_folder(keys: Path) -> Path:
     """The public half next to a client key folder (``KEYDIR`` or ``KEYDIR/secret``)."""
     keys = Path(keys)
+    if not keys.is_dir():
+        raise DataError(f"key folder {keys} does not exist; create keys with `olafhe keygen`")
     root = keys.parent if keys.name == "secret" else keys
     if not (root / "public").is_dir():
         raise DataError(f"{root} has no public/ folder: give --keys the folder `olafhe keygen` wrote")
@@ -276,6 +279,19 @@ def _ray() -> Any:
     return ray
 
 
+def check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Refuse at once an IP:PORT where nothing listens (Ray itself retries for minutes)."""
+    if address == "auto" or "://" in address:
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise OlafheError(f"--address {address!r}: expected 'auto', IP:PORT or ray://IP:PORT")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise OlafheError(f"cannot reach the Ray cluster at {address}: {exc.strerror or exc}") from None
+
+
 def connect(address: str | None, num_cpus: int | None = None) -> bool:
     """Join the cluster at ``address`` ("auto", "ip:port", "ray://..."), or start a local Ray (``num_cpus``,
     default all cores); reuse one already started. True when this call started Ray (then shut it down)."""
@@ -284,14 +300,19 @@ def connect(address: str | None, num_cpus: int | None = None) -> bool:
         return False
     try:
         if address:
+            check_reachable(address)
             ray.init(address=address, include_dashboard=False, log_to_driver=False)
         else:
             ray.init(num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False, log_to_driver=False)
     except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
         where = f"the Ray cluster at {address!r}" if address else "a local Ray"
-        raise OlafheError(f"cannot start or reach {where}: {str(exc).splitlines()[0] if str(exc) else exc!r}") \
-            from None
+        raise OlafheError(f"cannot start or reach {where}: {_first_line(exc)}") from None
     return True
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().strip("'\"")
+    return text.splitlines()[0] if text else repr(exc)
 
 
 def actor_resources(config: Config, actors: int, cpus: float) -> tuple[int, float]:
@@ -304,18 +325,21 @@ def actor_resources(config: Config, actors: int, cpus: float) -> tuple[int, floa
 
 def run_ray_infer(config: Config, plan: Plan, keys: str | Path, limit: int, actors: int,
                   address: str | None = None, backend_name: str | None = None, num_cpus: int | None = None,
-                  progress: bool = True, after_result: Callable[[ActorPool, int, str], None] | None = None,
+                  public: str | Path | None = None, progress: bool = True, after_result: Callable[[ActorPool, int, str], None] | None = None,
                   log: Log = quiet) -> dict:
     """Encrypted inference of ``limit`` class-balanced test images on ``actors`` Ray actors.
 
     The secret key stays in this process (``keys``: the folder ``olafhe keygen`` wrote); actors get
-    ``keys/public``. Reports classes, agreement with the simulator, seconds and each actor's peak RSS."""
+    ``public`` (default ``keys/public``; on a cluster, a copy every node reads at that path). Reports classes, agreement with the simulator, seconds and each actor's peak RSS."""
+    public = Path(public) if public else public_folder(Path(keys))
+    manifest = refuse_secret(public)  # cheap checks first: no model, no Ray yet
+    if address:
+        check_reachable(address)
     loaded = load(config)
     setup = prepare(config, plan, backend_name, loaded)
     side = ClientSide.load(setup, Path(keys))
-    public = public_folder(Path(keys))
-    if refuse_secret(public).key_id != side.key_id:
-        raise MismatchError(f"{public} belongs to another key set than {keys}")
+    if manifest.key_id != side.key_id:
+        raise MismatchError(f"{public} belongs to key set {manifest.key_id}, not to {side.key_id} of {keys}")
     x, y = test_set(loaded.data_dir, limit)
     sim = predict(loaded.graph, x, config.data.batch_size, plan)
     size = batch_size(setup)

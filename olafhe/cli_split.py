@@ -87,7 +87,7 @@ def _ray_text(result: dict) -> str:
 
 def cmd_ray_infer(args: argparse.Namespace) -> int:
     from olafhe.core.jsonfile import save_json
-    from olafhe.serve.ray_pool import run_ray_infer
+    from olafhe.serve.ray_infer import run_ray_infer
 
     config = load_command_config(args)
     result = run_ray_infer(config, _plan_required(args), args.keys, args.limit or config.run.infer_images or 1,

@@ -1,12 +1,12 @@
-"""Distributed batch inference on Ray: a pool of evaluator actors fed by the key owner (``olafhe ray-infer``).
+"""A pool of Ray actors that run the encrypted program on batch envelopes (the server side of ``ray-infer``).
 
 Each actor rebuilds the :class:`~olafhe.serve.sides.Setup` from the config and plan it is given and loads
 the evaluation keys once, from the public key folder (:meth:`ServerSide.load`); it never sees the secret
-folder, which the driver refuses to pass. The driver (the client) encrypts one batch envelope at a time,
-hands it to an idle actor (``ray.wait``), and decrypts every reply exactly once. When an actor dies
-(killed, crashed, its node lost), its batch goes back on the queue for a live actor and a replacement
-actor is started, so no batch is lost. Ray is optional (``pip install olafhe[ray]``); on a cluster every
-node needs olafhe, the data folder and the public key folder at the same paths.
+folder, which the pool refuses to pass. :meth:`ActorPool.run` hands batches to idle actors (``ray.wait``)
+and delivers every reply exactly once. When an actor dies (killed, crashed, its node lost), its batch goes
+back on the queue for a live actor and a replacement actor is started, so no batch is lost. Ray is
+optional (``pip install olafhe[ray]``); on a cluster every node needs olafhe, the data folder and the
+public key folder at the same paths.
 """
 
 from __future__ import annotations
@@ -14,23 +14,18 @@ from __future__ import annotations
 import copy
 import os
 import socket
-import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from olafhe.core.config import Config
 from olafhe.core.errors import DataError, MismatchError, OlafheError
 from olafhe.core.planning.plan import Plan
 from olafhe.jobs.memory import peak_rss_mb
-from olafhe.jobs.predict import predict
-from olafhe.jobs.workspace import Log, load, quiet, test_set
 from olafhe.serve.artefacts import Manifest
-from olafhe.serve.sides import ClientSide, ServerSide, Setup, prepare
+from olafhe.serve.sides import ServerSide, prepare
 
 
 @dataclass(frozen=True)
@@ -94,28 +89,6 @@ class KeyedEvaluator:
             raise DataError(self.error or "actor has no keys")
         reply, seconds = self.server.run(envelope, f"batch {batch_id}")
         return batch_id, reply, seconds, peak_rss_mb()
-
-
-# ----------------------------------------------------------------------------- batches (one envelope each)
-def batch_size(setup: Setup) -> int:
-    """Images per envelope: the plan's packing when the backend offers it, else one."""
-    return max(1, int(getattr(setup, "batch", 1) or 1))
-
-
-def encrypt_batch(side: ClientSide, images: np.ndarray) -> bytes:
-    """One envelope holding ``images`` (shape (k, C, H, W), k <= batch_size)."""
-    if hasattr(side, "encrypt_batch"):
-        return side.encrypt_batch(images)
-    if len(images) != 1:
-        raise DataError(f"this client packs one image per ciphertext, got {len(images)}")
-    return side.encrypt(images[0])
-
-
-def decrypt_batch(side: ClientSide, envelope: bytes, origin: str) -> np.ndarray:
-    """The logits, shape (k, classes), of a reply envelope."""
-    if hasattr(side, "decrypt_batch"):
-        return np.atleast_2d(side.decrypt_batch(envelope))
-    return side.decrypt(envelope, origin)[None, :]
 
 
 # ----------------------------------------------------------------------------- the pool
@@ -271,7 +244,8 @@ class ActorPool:
 
 
 # ----------------------------------------------------------------------------- the job
-def _ray() -> Any:
+def ray_module() -> Any:
+    """The ray package; OlafheError naming the extra when it is missing."""
     try:
         import ray
     except ImportError as exc:
@@ -295,7 +269,7 @@ def check_reachable(address: str, timeout: float = 5.0) -> None:
 def connect(address: str | None, num_cpus: int | None = None) -> bool:
     """Join the cluster at ``address`` ("auto", "ip:port", "ray://..."), or start a local Ray (``num_cpus``,
     default all cores); reuse one already started. True when this call started Ray (then shut it down)."""
-    ray = _ray()
+    ray = ray_module()
     if ray.is_initialized():
         return False
     try:
@@ -321,83 +295,3 @@ def actor_resources(config: Config, actors: int, cpus: float) -> tuple[int, floa
     share = max(cpus / actors, 0.01)
     threads = config.backend.ckks.threads or max(1, int(share))
     return threads, min(float(threads), share)
-
-
-def run_ray_infer(config: Config, plan: Plan, keys: str | Path, limit: int, actors: int,
-                  address: str | None = None, backend_name: str | None = None, num_cpus: int | None = None,
-                  public: str | Path | None = None, progress: bool = True, after_result: Callable[[ActorPool, int, str], None] | None = None,
-                  log: Log = quiet) -> dict:
-    """Encrypted inference of ``limit`` class-balanced test images on ``actors`` Ray actors.
-
-    The secret key stays in this process (``keys``: the folder ``olafhe keygen`` wrote); actors get
-    ``public`` (default ``keys/public``; on a cluster, a copy every node reads at that path). Reports classes, agreement with the simulator, seconds and each actor's peak RSS."""
-    public = Path(public) if public else public_folder(Path(keys))
-    manifest = refuse_secret(public)  # cheap checks first: no model, no Ray yet
-    if address:
-        check_reachable(address)
-    loaded = load(config)
-    setup = prepare(config, plan, backend_name, loaded)
-    side = ClientSide.load(setup, Path(keys))
-    if manifest.key_id != side.key_id:
-        raise MismatchError(f"{public} belongs to key set {manifest.key_id}, not to {side.key_id} of {keys}")
-    x, y = test_set(loaded.data_dir, limit)
-    sim = predict(loaded.graph, x, config.data.batch_size, plan)
-    size = batch_size(setup)
-    chunks = [np.arange(s, min(s + size, len(y))) for s in range(0, len(y), size)]
-    owned, pool = connect(address, num_cpus), None
-    logits: dict[int, np.ndarray] = {}
-
-    def on_reply(bid: int, reply: bytes) -> None:
-        if bid in logits:  # never reached (the pool hands each batch over once); a loud guard all the same
-            raise OlafheError(f"batch {bid} would be decrypted twice")
-        logits[bid] = decrypt_batch(side, reply, f"reply to batch {bid}")
-        log(f"batch {bid + 1}/{len(chunks)} ({pool.report.ran_by[bid]}, {pool.report.seconds[bid]:.2f} s): classes "
-            f"{logits[bid].argmax(1).tolist()}, simulator {sim[chunks[bid]].argmax(1).tolist()}, labels "
-            f"{y[chunks[bid]].tolist()}")
-
-    try:
-        threads, cpus = actor_resources(config, actors, float(_ray().cluster_resources().get("CPU", 1)))
-        spec = ActorSpec(config, plan.to_dict(), setup.plan_sha256, backend_name, str(public.resolve()), threads)
-        t0 = time.perf_counter()
-        pool = ActorPool(spec, actors, num_cpus=cpus)
-        pool.wait_ready()
-        t1 = time.perf_counter()
-        pool.run(len(chunks), lambda bid: encrypt_batch(side, x[chunks[bid]].numpy()), on_reply, after_result,
-                 progress)
-        wall = time.perf_counter() - t1
-    finally:
-        if pool is not None:
-            pool.shutdown()
-        if owned:
-            _ray().shutdown()
-    out = _summary(chunks, logits, sim, y, pool.report, wall)
-    out.update(actors=actors, threads_per_actor=threads, cpus_per_actor=cpus, address=address or "local",
-               startup_seconds=t1 - t0, batch_size=size, backend=setup.backend.name, plan_sha256=setup.plan_sha256,
-               ring_dimension=setup.caps.ring_dimension, security_bits=setup.caps.security_bits,
-               key_id=side.key_id, driver_peak_rss_mb=peak_rss_mb())
-    return out
-
-
-def _summary(chunks: list[np.ndarray], logits: dict[int, np.ndarray], sim: np.ndarray, y: np.ndarray,
-             report: PoolReport, wall: float) -> dict:
-    """Per-batch rows and totals: classes, agreement with the simulator, labels correct, throughput."""
-    if sorted(logits) != list(range(len(chunks))):
-        raise OlafheError(f"only {len(logits)} of {len(chunks)} batches came back")
-    rows = []
-    for bid, idx in enumerate(chunks):
-        classes = logits[bid].argmax(1)
-        rows.append({"batch": bid, "images": idx.tolist(), "classes": classes.tolist(),
-                     "simulator": sim[idx].argmax(1).tolist(), "labels": y[idx].tolist(),
-                     "correct": int((classes == y[idx]).sum()), "actor": report.ran_by[bid],
-                     "seconds": report.seconds[bid], "attempts": report.attempts[bid],
-                     "max_logit_error": float(np.max(np.abs(logits[bid] - sim[idx])))})
-    classes = np.concatenate([logits[b].argmax(1) for b in range(len(chunks))])
-    n = len(classes)
-    return {"images": n, "batches": len(chunks), "decrypted": len(logits), "classes": classes.tolist(),
-            "labels": y.tolist(), "simulator": sim.argmax(1).tolist(), "correct": int((classes == y).sum()),
-            "agree_with_simulator": float((classes == sim.argmax(1)).mean()),
-            "max_logit_error": max(r["max_logit_error"] for r in rows), "rows": rows, "wall_seconds": wall,
-            "seconds_per_image": wall / n, "images_per_second": n / wall if wall > 0 else 0.0,
-            "retries": report.retries, "actors_started": report.actors_started,
-            "actors_lost": report.actors_lost, "duplicates_dropped": report.duplicates_dropped,
-            "actor_peak_rss_mb": report.peak_rss_mb}

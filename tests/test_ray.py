@@ -14,13 +14,13 @@ ray = pytest.importorskip("ray")
 
 from olafhe import cli  # noqa: E402
 from olafhe.core.config import load_config  # noqa: E402
-from olafhe.core.errors import DataError  # noqa: E402
+from olafhe.core.errors import DataError, OlafheError  # noqa: E402
 from olafhe.core.planning.plan import Plan  # noqa: E402
 from olafhe.jobs import workspace  # noqa: E402
 from olafhe.jobs.predict import predict  # noqa: E402
 from olafhe.serve.artefacts import Manifest  # noqa: E402
 from olafhe.serve.ray_infer import run_ray_infer  # noqa: E402
-from olafhe.serve.ray_pool import ActorPool, ActorSpec, KeyedEvaluator  # noqa: E402
+from olafhe.serve.ray_pool import ActorPool, ActorSpec, KeyedEvaluator, actor_resources  # noqa: E402
 from olafhe.serve.split import run_keygen  # noqa: E402
 
 CONFIG = "configs/small_cnn.toml"
@@ -130,3 +130,22 @@ def test_ray_infer_refuses_another_plan(setting, small_cnn_plan_file, small_cnn_
                      "--keys", str(setting[2]), "--limit", "2"])
     err = capsys.readouterr().err
     assert code == 2 and "belongs to plan" in err and err.count("\n") == 1
+
+
+def test_all_actors_dead_is_one_clear_error(local_ray, setting) -> None:
+    config, plan, keys, _ = setting
+    spec = ActorSpec(config, plan.to_dict(), plan.digest(), "openfhe", str(keys / "public"))
+    pool = ActorPool(spec, 1, num_cpus=0.5, replace=False)
+    ray.kill(pool.actors["actor-0"])
+    replies: list[int] = []
+    with pytest.raises(OlafheError, match=r"all Ray actors died; 2 of 2 batches not run \(1 actors lost\)"):
+        pool.run(2, lambda _b: b"never computed", lambda b, _r: replies.append(b))
+    assert not replies and pool.report.retries[0]["actor"] == "actor-0"
+
+
+@pytest.mark.parametrize("cpus, actors, threads_set, expected", [
+    (2, 2, 0, (1, 1.0)), (2, 1, 0, (2, 2.0)), (2, 4, 0, (1, 0.5)), (16, 2, 4, (4, 4.0)),
+])
+def test_threads_and_cpus_per_actor(cpus, actors, threads_set, expected) -> None:
+    config = load_config(CONFIG, [f"backend.ckks.threads={threads_set}"])
+    assert actor_resources(config, actors, cpus) == expected

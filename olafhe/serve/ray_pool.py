@@ -188,6 +188,8 @@ class ActorPool:
             bar.update(1)
             last = (bid, name)
         bar.close()
+        if last is not None and after_result is not None:
+            after_result(self, *last)
 
     def _collect(self, ref: Any, name: str, bid: int, queue: deque[int], idle: deque[str]) -> bytes | None:
         """The reply of ``ref``, or None after putting ``bid`` back on the queue (dead actor, failed task)."""

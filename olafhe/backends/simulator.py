@@ -284,13 +284,5 @@ def simulate_logits(graph: Graph, plan: Plan, images: torch.Tensor, batch_size: 
     if missing:
         raise OlafheError(f"plan does not cover activation layer(s) {sorted(missing)} of {graph.name!r}")
     fns = plan_activations(plan, noise_bits, seed)
-    out = []
-    it = range(0, len(images), batch_size)
-    if progress:
-        from tqdm import tqdm
-
-        it = tqdm(it, desc="simulate", unit="batch")
-    with torch.no_grad():
-        for start in it:
-            out.append(graph.forward(images[start:start + batch_size], fns).double().numpy())
-    return np.concatenate(out) if out else np.zeros((0,))
+    logits = graph.forward_batches(images, batch_size, fns, "simulate" if progress else None)
+    return logits.astype(np.float64, copy=False)

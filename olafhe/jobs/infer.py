@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from olafhe.core.compiler.compile import compile_program
-from olafhe.core.compiler.program import Program
 from olafhe.core.compiler.packing import Packing, packed
+from olafhe.core.compiler.program import Program
 from olafhe.core.compiler.runtime import encrypted_batch_inference
 from olafhe.core.config import Config
 from olafhe.core.contract.backend import Backend, Client, Evaluator
@@ -81,13 +81,15 @@ def run_infer(config: Config, plan: Plan | None, limit: int, backend_name: str |
     return {
         "images": int(len(y)), "correct": tally.correct, "agree_with_simulator": tally.agree / max(len(y), 1),
         "seconds_per_image": sum(tally.seconds) / max(len(y), 1), "peak_rss_mb": peak_rss_mb(),
-        "images_per_ciphertext": batch, "seconds_per_ciphertext": float(np.mean(tally.seconds)) if tally.seconds else 0.0,
+        "images_per_ciphertext": batch,
+        "seconds_per_ciphertext": float(np.mean(tally.seconds)) if tally.seconds else 0.0,
         "backend": backend.name, "security_bits": caps.security_bits, "bootstraps": program.bootstraps,
         "max_logit_error": tally.max_err, "keygen_seconds": keygen_s, "breakdown": tally.reports,
         "ring_dimension": caps.ring_dimension, "slots": caps.slots, "model": plan.model,
         "approximator": plan.approximator, "optimizer": plan.optimizer, "degrees": plan.degrees,
         "predicted_latency_s": plan.predicted.latency_s, "predicted_seconds_per_image": predicted,
-        "predicted_seconds_per_ciphertext": None if predicted is None else predicted * batch, "labels": [int(v) for v in y],
+        "predicted_seconds_per_ciphertext": None if predicted is None else predicted * batch,
+        "labels": [int(v) for v in y],
         "encrypted_classes": tally.classes, "seconds": tally.seconds, "rotation_keys": len(program.rotations),
         "machine": machine_description(), "safety": safety,
     }

@@ -96,7 +96,8 @@ def run_optimize(config: Config, approximator: str | None = None, optimizer: str
     pool = tuning_pool(config, loaded.data_dir)
     criterion = _criterion(config, loaded, pool, log)
     search = _Search(config, approx.name, opt, program, cands, costs, max_level,
-                     _plan_ckks_for(backend, caps, costs, batch), _pool_logits(config, loaded, caps, pool), criterion, log)
+                     _plan_ckks_for(backend, caps, costs, batch), _pool_logits(config, loaded, caps, pool), criterion,
+                     log)
     best, history = _best_over_configs(search, configs)
     plan = best.plan
     plan.predicted = replace(plan.predicted, test_drop=best.predicted_drop, max_test_drop=best.max_drop)

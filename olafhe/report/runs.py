@@ -51,7 +51,8 @@ def run_fields(run: dict) -> dict:
     """
     breakdown: dict[str, float] = {}
     per_ciphertext = [b for b in run.get("breakdown") or [] if isinstance(b, dict)]
-    images = int(run.get("images") or len(per_ciphertext) or 1)
+    packed = "images_per_ciphertext" in run  # else one breakdown per image (runs before packing)
+    images = int(run.get("images") or 1) if packed else max(len(per_ciphertext), 1)
     for b in per_ciphertext:
         for kind, seconds in b.items():
             breakdown[kind] = breakdown.get(kind, 0.0) + float(seconds) / images

@@ -46,8 +46,8 @@ def run_remote_infer(config: Config, plan: Plan, keys: str | Path, url: str, lim
     """Encrypted inference of ``limit`` class-balanced test images on the server at ``url``.
 
     Uploads ``keys/public`` unless the server holds the key set already, then for every ciphertext of
-    images (as many as the key set packs): encrypt, POST, decrypt; reports classes, agreement with the simulator, upload and server seconds and the peak
-    RSS of both processes.
+    images (as many as the key set packs): encrypt, POST, decrypt; reports classes, agreement with the
+    simulator, upload and server seconds and the peak RSS of both processes.
     """
     from olafhe.serve.remote import RemoteServer
 

@@ -9,8 +9,8 @@ never reads a secret key) and runs the program on envelopes.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np

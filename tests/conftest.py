@@ -5,13 +5,14 @@ cost seconds. Fixtures exist in two forms: ``resnet20_model`` / ``resnet20_graph
 ``resnet20`` (an :class:`Imported` with ``.model`` and ``.graph``); likewise for ``resnet32`` and
 ``small_cnn``. ``test_images`` is a fixed class-balanced batch of 40 normalized test images.
 ``small_cnn_plan_file`` is a leveled small-CNN plan (it runs on OpenFHE and TenSEAL) optimized once per
-session with ``SMALL_CNN_SETS``.
+session with ``SMALL_CNN_SETS``. ``bad_plain_vectors`` lists plaintext vectors every backend refuses.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import pytest
@@ -19,6 +20,7 @@ import torch
 from torch import nn
 
 from olafhe.core.config import load_config, resolve_data_dir
+from olafhe.core.errors import DataError, ShapeError
 from olafhe.core.graph.fx_import import import_model
 from olafhe.core.graph.ir import Graph
 from olafhe.data import balanced_subset, load_cifar10, to_tensor
@@ -37,6 +39,22 @@ class Batch(NamedTuple):
     x: torch.Tensor      # normalized float32 NCHW
     y: np.ndarray        # int64 labels
     raw: np.ndarray      # uint8 NHWC
+
+
+@pytest.fixture(scope="session")
+def bad_plain_vectors() -> Callable[[int], list[tuple[Any, type[Exception], str]]]:
+    """``make(slots)``: (values, error, message pattern) for vectors every backend must refuse alike."""
+
+    def make(slots: int) -> list[tuple[Any, type[Exception], str]]:
+        return [
+            (np.zeros((2, 2)), ShapeError, "expected a 1-D vector"),
+            (np.float64(0.5), ShapeError, "expected a 1-D vector"),
+            (np.zeros(slots + 1), ShapeError, f"do not fit in {slots} slots"),
+            (np.array([0.0, np.nan]), DataError, "NaN or infinity"),
+            (np.array([1.0, -np.inf, 2.0]), DataError, "NaN or infinity"),
+        ]
+
+    return make
 
 
 @pytest.fixture(scope="session")

@@ -43,6 +43,20 @@ def test_graph_matches_torch_for_deep_random_resnets(depth: int, test_images) ->
     assert _max_diff(model, graph, test_images.x[:2]) < TOL
 
 
+def test_forward_batches_matches_one_forward(small_cnn, test_images) -> None:
+    _, graph = small_cnn
+    x = test_images.x[:11]
+    with torch.no_grad():
+        whole = graph.forward(x).numpy()
+    batched = graph.forward_batches(x, 4)
+    assert batched.dtype == whole.dtype and batched.shape == whole.shape
+    np.testing.assert_allclose(batched, whole, rtol=1e-5, atol=1e-5)
+    halves = {a.name: (lambda t: 0.5 * t) for a in graph.activations()}
+    np.testing.assert_array_equal(graph.forward_batches(x, 3, halves, progress="test"),
+                                  graph.forward_batches(x, 3, halves))
+    assert graph.forward_batches(x[:0], 4).shape == (0,)
+
+
 # ------------------------------------------------------------------------------------------------ structure
 def test_resnet20_structure(resnet20) -> None:
     graph = resnet20.graph

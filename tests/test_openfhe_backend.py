@@ -8,6 +8,7 @@ errors are ~1e-7 (``ATOL`` = 2^-17 leaves a wide margin); bootstrapping keeps ~2
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import numpy as np
 import pytest
@@ -25,6 +26,7 @@ except OlafheError as exc:  # pragma: no cover - openfhe is a hard dependency
 
 from olafhe.backends.openfhe.backend import OpenFHEBackend, measure_chebyshev_depths  # noqa: E402
 from olafhe.backends.openfhe.common import set_openmp_threads  # noqa: E402
+from olafhe.backends.simulator import SimulatorBackend  # noqa: E402
 from olafhe.core.contract.backend import KeyRequest
 from olafhe.core.contract.ckks import CKKSParams
 from olafhe.core.errors import (  # noqa: E402
@@ -119,6 +121,18 @@ def test_bad_shapes_and_levels_raise_specific_errors(leveled):
         ev.add_plain(ct, np.zeros(SLOTS + 3))
     with pytest.raises(ShapeError, match="expected an OpenFHE ciphertext"):
         ev.level(np.zeros(3))
+
+
+def test_bad_plain_vectors_raise_the_same_errors_as_the_simulator(leveled, bad_plain_vectors):
+    backend, client, ev = leveled
+    sim_client, sim_ev = SimulatorBackend(backend.params).keygen(KeyRequest(rotations=ROTATIONS))
+    ct, sim_ct = client.encrypt(np.zeros(4)), sim_client.encrypt(np.zeros(4))
+    for values, error, message in bad_plain_vectors(SLOTS):
+        for call in (client.encrypt, partial(ev.add_plain, ct), partial(ev.multiply_plain, ct),
+                     partial(ev.encode, level=LEVELS), sim_client.encrypt, partial(sim_ev.add_plain, sim_ct),
+                     partial(sim_ev.multiply_plain, sim_ct)):
+            with pytest.raises(error, match=message):
+                call(values)
 
 
 # ------------------------------------------------------------------------------------------------ oracles

@@ -9,6 +9,7 @@ errors this backend measures there: fresh symmetric encryption ~2**-30, a produc
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -18,6 +19,7 @@ from numpy.polynomial import chebyshev as C
 tenseal = pytest.importorskip("tenseal")
 sealapi = pytest.importorskip("tenseal.sealapi")
 
+from olafhe.backends.simulator import SimulatorBackend  # noqa: E402
 from olafhe.backends.tenseal.backend import TenSEALBackend  # noqa: E402
 from olafhe.backends.tenseal.common import (  # noqa: E402
     TenSEALCiphertext,
@@ -244,9 +246,20 @@ def test_exact_zero_results_are_encryptions_of_zero(keys: Any, data: Any) -> Non
     assert maxerr(client, ev.multiply_scalar(a, 0.0), np.zeros(8192)) < TOL
 
 
+def test_bad_plain_vectors_raise_the_same_errors_as_the_simulator(keys: Any, bad_plain_vectors: Any) -> None:
+    client, ev = keys
+    sim_client, sim_ev = SimulatorBackend(default_params()).keygen(KeyRequest(rotations=ROTATIONS))
+    ct, sim_ct = client.encrypt(np.zeros(4)), sim_client.encrypt(np.zeros(4))
+    for values, error, message in bad_plain_vectors(ev.capabilities.slots):
+        for call in (client.encrypt, partial(ev.add_plain, ct), partial(ev.multiply_plain, ct), ev.encode,
+                     sim_client.encrypt, partial(sim_ev.add_plain, sim_ct), partial(sim_ev.multiply_plain, sim_ct)):
+            with pytest.raises(error, match=message):
+                call(values)
+
+
 def test_input_validation(keys: Any) -> None:
     client, ev = keys
-    with pytest.raises(ShapeError, match="do not fit 8192 slots"):
+    with pytest.raises(ShapeError, match="do not fit in 8192 slots"):
         client.encrypt(np.zeros(8193))
     with pytest.raises(ShapeError, match="1-D"):
         client.encrypt(np.zeros((2, 2)))

@@ -34,8 +34,9 @@ from olafhe.core.contract.backend import (
     KeyRequest,
     OpCounter,
     normalize_rotations,
+    plain_vector,
 )
-from olafhe.core.errors import CapabilityError, DataError, OlafheError, ShapeError
+from olafhe.core.errors import CapabilityError, DataError, OlafheError
 from olafhe.core.graph.ir import Graph
 from olafhe.core.planning.plan import Plan
 from olafhe.core.poly.chebyshev import chebyshev_depth
@@ -125,14 +126,10 @@ class SimClient(SimBytes, Client):
         self.caps, self.noise, self.rng = caps, noise, rng
 
     def encrypt(self, values: np.ndarray, level: int | None = None) -> SimCiphertext:
-        v = np.asarray(values, dtype=np.float64).ravel()
-        if v.size > self.caps.slots:
-            raise ShapeError(f"cannot encrypt {v.size} values into {self.caps.slots} slots")
+        out = plain_vector(values, self.caps.slots, "encrypt")
         level = self.caps.max_level if level is None else int(level)
         if not 0 <= level <= self.caps.max_level:
             raise OlafheError(f"encryption level {level} outside [0, {self.caps.max_level}]")
-        out = np.zeros(self.caps.slots)
-        out[: v.size] = v
         if self.noise:
             out += self.rng.normal(0.0, _fresh_noise_std(self.caps), out.size)
         return SimCiphertext(out, level)
@@ -157,12 +154,7 @@ class SimEvaluator(SimBytes, Evaluator):
         return ct.level
 
     def _vec(self, values: np.ndarray) -> np.ndarray:
-        v = np.asarray(values, dtype=np.float64).ravel()
-        if v.size != self.capabilities.slots:
-            if v.size > self.capabilities.slots:
-                raise ShapeError(f"plaintext has {v.size} values, more than {self.capabilities.slots} slots")
-            v = np.concatenate([v, np.zeros(self.capabilities.slots - v.size)])
-        return v
+        return plain_vector(values, self.capabilities.slots)
 
     def _rescale_noise(self, values: np.ndarray) -> np.ndarray:
         if self.noise:
@@ -284,13 +276,5 @@ def simulate_logits(graph: Graph, plan: Plan, images: torch.Tensor, batch_size: 
     if missing:
         raise OlafheError(f"plan does not cover activation layer(s) {sorted(missing)} of {graph.name!r}")
     fns = plan_activations(plan, noise_bits, seed)
-    out = []
-    it = range(0, len(images), batch_size)
-    if progress:
-        from tqdm import tqdm
-
-        it = tqdm(it, desc="simulate", unit="batch")
-    with torch.no_grad():
-        for start in it:
-            out.append(graph.forward(images[start:start + batch_size], fns).double().numpy())
-    return np.concatenate(out) if out else np.zeros((0,))
+    logits = graph.forward_batches(images, batch_size, fns, "simulate" if progress else None)
+    return logits.astype(np.float64, copy=False)

@@ -88,7 +88,8 @@ class CKKSConfig:
     level_budget: list[int] = field(default_factory=lambda: [3, 3])
     secret_key_dist: str = "SPARSE_ENCAPSULATED"
     bootstrap_iterations: int = 1
-    slots: int = 0                # 0: automatic (sparse when bootstrapping, see planning.ckks.slot_count)
+    slots: int = 0                # slots per image; 0: automatic (see planning.ckks.slot_count)
+    batch: int = 0                # images per ciphertext; 0: automatic (see planning.ckks.images_per_ciphertext)
     insecure: bool = False
     threads: int = 0
     noise: bool = True            # simulator: inject CKKS-like noise

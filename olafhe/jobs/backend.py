@@ -14,10 +14,11 @@ from olafhe.core.planning.plan import Plan
 
 
 def make_backend(config: Config, name: str | None = None, plan: Plan | None = None,
-                 graph: Graph | None = None) -> Backend:
-    """The backend ``name`` (default ``backend.name``) for ``plan``; ``graph`` enables automatic slots."""
+                 graph: Graph | None = None, batch: int = 1) -> Backend:
+    """The backend ``name`` (default ``backend.name``) for ``plan``; ``graph`` enables automatic slots,
+    ``batch`` images per ciphertext multiply them."""
     cls = registry().get("backends", name or config.backend.name)
-    return cls(resolve_ckks(config, plan, graph))
+    return cls(resolve_ckks(config, plan, graph, batch))
 
 
 def cost_table(config: Config, backend_name: str | None = None, slots: int | None = None) -> CostTable:

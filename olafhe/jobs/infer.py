@@ -8,14 +8,17 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from olafhe.core.compiler.compile import compile_program
+from olafhe.core.compiler.packing import Packing, packed
 from olafhe.core.compiler.program import Program
-from olafhe.core.compiler.runtime import encrypted_inference
+from olafhe.core.compiler.runtime import encrypted_batch_inference
 from olafhe.core.config import Config
-from olafhe.core.contract.backend import Client, Evaluator
-from olafhe.core.errors import ConfigError
+from olafhe.core.contract.backend import Backend, Client, Evaluator
+from olafhe.core.errors import ConfigError, DataError
+from olafhe.core.planning.ckks import images_per_ciphertext
 from olafhe.core.planning.costs import machine_description
 from olafhe.core.planning.plan import Plan
-from olafhe.jobs.backend import check_runnable, make_backend
+from olafhe.jobs.backend import check_runnable, cost_table, make_backend
+from olafhe.jobs.latency import predict_program_seconds
 from olafhe.jobs.memory import peak_rss_mb, reset_peak_rss
 from olafhe.jobs.predict import predict
 from olafhe.jobs.safety import check_plan_safety
@@ -24,7 +27,7 @@ from olafhe.jobs.workspace import Loaded, Log, check_plan, load, quiet, test_set
 
 @dataclass
 class _Tally:
-    """Per-image results of an encrypted run."""
+    """Results of an encrypted run: seconds and step breakdowns per ciphertext, classes per image."""
 
     correct: int = 0
     agree: int = 0
@@ -38,17 +41,21 @@ def run_infer(config: Config, plan: Plan | None, limit: int, backend_name: str |
               progress: bool = True, loaded: Loaded | None = None, log: Log = quiet) -> dict:
     """Encrypted inference of ``limit`` class-balanced test images on a real (or simulated) backend.
 
-    With ``safety.enabled`` those images are first traced on the simulator and the plan is refused
-    (:class:`~olafhe.core.errors.UnsafePlanError`) before key generation when a numeric check fails.
+    Images share ciphertexts where the slots allow (``backend.ckks.batch``, automatic by default: see
+    :func:`~olafhe.core.planning.ckks.images_per_ciphertext`); the result gives seconds per ciphertext and
+    per image. With ``safety.enabled`` those images are first traced on the simulator and the plan is
+    refused (:class:`~olafhe.core.errors.UnsafePlanError`) before key generation when a numeric check fails.
     A plan made for another model or checkpoint is refused before any key generation (:func:`check_plan`).
     """
     if plan is None:
         raise ConfigError("infer needs --plan PLAN.json (create one with `olafhe optimize`)")
     loaded = loaded or load(config)
     check_plan(config, loaded, plan)
-    backend = make_backend(config, backend_name, plan, loaded.graph)
+    batch = images_per_ciphertext(config, loaded.graph, plan, limit)
+    backend = make_backend(config, backend_name, plan, loaded.graph, batch)
     caps = check_runnable(plan, backend)
-    program = compile_program(loaded.graph, {ly.name: ly for ly in plan.layers}, caps.slots, plan.input_level,
+    packing = Packing(batch, caps.slots // batch)
+    program = compile_program(loaded.graph, {ly.name: ly for ly in plan.layers}, packing.slots, plan.input_level,
                               cache_diagonals=caps.ring_dimension <= 2**14,
                               max_rotation_keys=config.backend.max_rotation_keys)
     x, y = test_set(loaded.data_dir, limit)
@@ -58,47 +65,72 @@ def run_infer(config: Config, plan: Plan | None, limit: int, backend_name: str |
         report.raise_if_unsafe("refused before key generation (--set safety.enabled=false runs it anyway)")
         safety = report.to_dict()
     sim_logits = predict(loaded.graph, x, config.data.batch_size, plan)
+    predicted = _predicted_per_image(config, program, backend, caps.slots, batch, x[0].numpy())
     reset_peak_rss()  # the peak below is this run's, not that of earlier work in the process
     t_keys = time.perf_counter()
-    client, server = backend.keygen(program.key_request())
+    client, raw = backend.keygen(packing.key_request(program.key_request()))
+    server = packed(raw, packing)
     keygen_s = time.perf_counter() - t_keys
-    log(f"{caps.describe()}; keys for {len(program.rotations)} rotations in {keygen_s:.1f} s")
+    log(f"{caps.describe()}; {batch} image(s) per ciphertext; keys for {len(program.rotations)} rotations "
+        f"in {keygen_s:.1f} s")
     tally = _Tally()
-    for i in range(len(y)):
-        _infer_image(program, client, server, x[i].numpy(), int(y[i]), sim_logits[i], f"{i + 1}/{len(y)}",
-                     tally, progress, log)
+    for start in range(0, len(y), batch):
+        idx = range(start, min(start + batch, len(y)))
+        _infer_batch(program, client, server, [x[i].numpy() for i in idx], [int(y[i]) for i in idx],
+                     sim_logits[start:idx.stop], f"{idx.stop}/{len(y)}", tally, progress, log)
     return {
         "images": int(len(y)), "correct": tally.correct, "agree_with_simulator": tally.agree / max(len(y), 1),
-        "seconds_per_image": float(np.mean(tally.seconds)) if tally.seconds else 0.0, "peak_rss_mb": peak_rss_mb(),
+        "seconds_per_image": sum(tally.seconds) / max(len(y), 1), "peak_rss_mb": peak_rss_mb(),
+        "images_per_ciphertext": batch,
+        "seconds_per_ciphertext": float(np.mean(tally.seconds)) if tally.seconds else 0.0,
         "backend": backend.name, "security_bits": caps.security_bits, "bootstraps": program.bootstraps,
         "max_logit_error": tally.max_err, "keygen_seconds": keygen_s, "breakdown": tally.reports,
-        "ring_dimension": caps.ring_dimension, "model": plan.model, "approximator": plan.approximator,
-        "optimizer": plan.optimizer, "degrees": plan.degrees, "predicted_latency_s": plan.predicted.latency_s,
-        "labels": [int(v) for v in y], "encrypted_classes": tally.classes, "seconds": tally.seconds,
-        "rotation_keys": len(program.rotations), "machine": machine_description(), "safety": safety,
+        "ring_dimension": caps.ring_dimension, "slots": caps.slots, "model": plan.model,
+        "approximator": plan.approximator, "optimizer": plan.optimizer, "degrees": plan.degrees,
+        "predicted_latency_s": plan.predicted.latency_s, "predicted_seconds_per_image": predicted,
+        "predicted_seconds_per_ciphertext": None if predicted is None else predicted * batch,
+        "labels": [int(v) for v in y],
+        "encrypted_classes": tally.classes, "seconds": tally.seconds, "rotation_keys": len(program.rotations),
+        "machine": machine_description(), "safety": safety,
     }
 
 
-def _infer_image(program: Program, client: Client, server: Evaluator, image: np.ndarray, label: int,
+def _predicted_per_image(config: Config, program: Program, backend: Backend, slots: int, batch: int,
+                         image: np.ndarray) -> float | None:
+    """Predicted seconds per image with ``batch`` images per ciphertext of ``slots`` slots (None without a
+    cost table for this backend and ring)."""
+    name = None if backend.name == "simulator" else backend.name
+    try:
+        costs = cost_table(config, name, slots).per_image(batch)
+    except DataError:
+        return None
+    return predict_program_seconds(program, costs, backend, image)
+
+
+def _infer_batch(program: Program, client: Client, server: Evaluator, images: list[np.ndarray], labels: list[int],
                  sim_logits: np.ndarray, name: str, tally: _Tally, progress: bool, log: Log) -> None:
-    """Encrypt, evaluate and decrypt one image; compare with the simulator's logits and record it."""
+    """Encrypt, evaluate and decrypt one ciphertext of images; compare with the simulator's logits and
+    record it (``tally.seconds`` and ``tally.reports`` per ciphertext, classes per image)."""
     bar = None
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=len(program.steps), desc=f"image {name}", unit="step")
+        bar = tqdm(total=len(program.steps), desc=f"images {name}", unit="step")
     t0 = time.perf_counter()
-    logits, report = encrypted_inference(program, client, server, image,
-                                         progress=(lambda _n, b=bar: b.update(1)) if bar else None)
+    logits, report = encrypted_batch_inference(program, client, server, images,
+                                               progress=(lambda _n, b=bar: b.update(1)) if bar else None)
     tally.seconds.append(time.perf_counter() - t0)
     if bar:
         bar.close()
     tally.reports.append(report.totals())
-    tally.classes.append(int(logits.argmax()))
-    tally.correct += int(logits.argmax() == label)
-    tally.agree += int(logits.argmax() == sim_logits.argmax())
-    err = float(np.max(np.abs(logits - sim_logits)))
-    tally.max_err = max(tally.max_err, err)
-    log(f"image {name}: label {label}, encrypted {int(logits.argmax())}, simulator "
-        f"{int(sim_logits.argmax())}, max logit error {err:.2e}, {tally.seconds[-1]:.1f} s "
-        f"({', '.join(f'{k} {v:.1f} s' for k, v in tally.reports[-1].items())}), peak RSS {peak_rss_mb():.0f} MB")
+    errors = []
+    for row, label, sim in zip(logits, labels, sim_logits, strict=True):
+        tally.classes.append(int(row.argmax()))
+        tally.correct += int(row.argmax() == label)
+        tally.agree += int(row.argmax() == sim.argmax())
+        errors.append(float(np.max(np.abs(row - sim))))
+    tally.max_err = max([tally.max_err, *errors])
+    log(f"images {name}: labels {labels}, encrypted {tally.classes[-len(labels):]}, simulator "
+        f"{[int(v) for v in sim_logits.argmax(1)]}, max logit error {max(errors):.2e}, {tally.seconds[-1]:.1f} s "
+        f"for {len(labels)} ({', '.join(f'{k} {v:.1f} s' for k, v in tally.reports[-1].items())}), "
+        f"peak RSS {peak_rss_mb():.0f} MB")

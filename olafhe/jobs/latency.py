@@ -16,8 +16,10 @@ from olafhe.jobs.backend import check_runnable, cost_table, make_backend
 from olafhe.jobs.workspace import Loaded, check_plan, load, test_set
 
 
-def predict_plan_seconds(config: Config, plan: Plan, backend_name: str, loaded: Loaded | None = None) -> float:
-    """Predicted seconds per image of ``plan`` on ``backend_name``, from that backend's cost table.
+def predict_plan_seconds(config: Config, plan: Plan, backend_name: str, loaded: Loaded | None = None,
+                         batch: int = 1) -> float:
+    """Predicted seconds per image of ``plan`` on ``backend_name``, from that backend's cost table, with
+    ``batch`` images per ciphertext.
 
     The plan is compiled as :func:`~olafhe.jobs.infer.run_infer` would for that backend (its slots,
     Chebyshev depths and rotation-key budget), so a plan optimized against one library's costs can be
@@ -26,21 +28,23 @@ def predict_plan_seconds(config: Config, plan: Plan, backend_name: str, loaded: 
     """
     loaded = loaded or load(config)
     check_plan(config, loaded, plan)
-    backend = make_backend(config, backend_name, plan, loaded.graph)
+    backend = make_backend(config, backend_name, plan, loaded.graph, batch)
     caps = check_runnable(plan, backend)
-    program = compile_program(loaded.graph, {ly.name: ly for ly in plan.layers}, caps.slots, plan.input_level,
-                              max_rotation_keys=config.backend.max_rotation_keys)
+    program = compile_program(loaded.graph, {ly.name: ly for ly in plan.layers}, caps.slots // batch,
+                              plan.input_level, max_rotation_keys=config.backend.max_rotation_keys)
     x, _ = test_set(loaded.data_dir, 1)
-    return predict_program_seconds(program, cost_table(config, backend.name, caps.slots), backend, x[0].numpy())
+    costs = cost_table(config, backend.name, caps.slots).per_image(batch)
+    return predict_program_seconds(program, costs, backend, x[0].numpy())
 
 
 def predict_program_seconds(program: Program, costs: CostTable, backend: Backend, image: np.ndarray) -> float:
     """Predicted latency of one inference: the program's operation counts (by kind and level, from an
-    op-by-op simulator run with the target backend's Chebyshev depths) times the cost table."""
+    op-by-op simulator run of one image with the target backend's Chebyshev depths) times the cost table
+    (per image when it is :meth:`CostTable.per_image`)."""
     from olafhe.backends.simulator import SimulatorBackend
 
     caps = backend.capabilities()
-    sim = SimulatorBackend(CKKSParams(ring_dimension=caps.ring_dimension, levels=caps.max_level, slots=caps.slots,
+    sim = SimulatorBackend(CKKSParams(ring_dimension=caps.ring_dimension, levels=caps.max_level, slots=program.slots,
                                       bootstrap=caps.bootstrapping, insecure=True, extra={"noise": False}))
     client, server = sim.keygen(program.key_request())
     server.chebyshev_depth = backend.chebyshev_depth  # type: ignore[method-assign]

@@ -23,7 +23,7 @@ from olafhe.core.config import Config
 from olafhe.core.contract.backend import Backend, Capabilities
 from olafhe.core.contract.interfaces import Approximator, Candidate, DegreeOptimizer, OptimizationProblem
 from olafhe.core.errors import DataError, InfeasibleError, OlafheError
-from olafhe.core.planning.ckks import plan_ckks
+from olafhe.core.planning.ckks import images_per_ciphertext, plan_ckks
 from olafhe.core.planning.costs import CostTable
 from olafhe.core.planning.criterion import FlipCriterion
 from olafhe.core.planning.plan import Plan, PlanCKKS, PlanExtra
@@ -79,9 +79,12 @@ def run_optimize(config: Config, approximator: str | None = None, optimizer: str
     loaded = loaded or load(config)
     calib = calibration or get_calibration(config, loaded, log, progress)
     cost_backend = config.backend.cost_backend
-    backend = make_backend(config, cost_backend if cost_backend != "simulator" else None, graph=loaded.graph)
-    caps = backend.capabilities()
-    costs = cost_table(config, slots=caps.slots)
+    batch = images_per_ciphertext(config, loaded.graph)  # priced per image of this many per ciphertext
+    backend = make_backend(config, cost_backend if cost_backend != "simulator" else None, graph=loaded.graph,
+                           batch=batch)
+    physical = backend.capabilities()
+    caps = replace(physical, slots=physical.slots // batch)
+    costs = cost_table(config, slots=physical.slots).per_image(batch)
     cal_x, _, _, _ = calibration_split(config, loaded.data_dir)
     sens = sensitivities(config, loaded, cal_x, calib, log)
     cands_raw = _fit_candidates(config, approx, calib, log)
@@ -93,7 +96,8 @@ def run_optimize(config: Config, approximator: str | None = None, optimizer: str
     pool = tuning_pool(config, loaded.data_dir)
     criterion = _criterion(config, loaded, pool, log)
     search = _Search(config, approx.name, opt, program, cands, costs, max_level,
-                     _plan_ckks_for(backend, caps, costs), _pool_logits(config, loaded, caps, pool), criterion, log)
+                     _plan_ckks_for(backend, caps, costs, batch), _pool_logits(config, loaded, caps, pool), criterion,
+                     log)
     best, history = _best_over_configs(search, configs)
     plan = best.plan
     plan.predicted = replace(plan.predicted, test_drop=best.predicted_drop, max_test_drop=best.max_drop)
@@ -130,13 +134,14 @@ def _bootstrap_configs(config: Config, caps: Capabilities, costs: CostTable,
     return configs, max_level
 
 
-def _plan_ckks_for(backend: Backend, caps: Capabilities, costs: CostTable) -> Callable[[int | None], PlanCKKS]:
+def _plan_ckks_for(backend: Backend, caps: Capabilities, costs: CostTable,
+                   batch: int) -> Callable[[int | None], PlanCKKS]:
     """The CKKS parameters a plan bootstrapping to a level (None: leveled) records."""
     name = f"{costs.backend}-N{costs.ring_dimension}"
 
     def ckks_for(level_after: int | None) -> PlanCKKS:
         measured = costs.bootstrap_params(level_after) if level_after is not None else None
-        return plan_ckks(backend.params, caps, name, measured)
+        return plan_ckks(backend.params, caps, name, measured, batch)
 
     return ckks_for
 

@@ -16,13 +16,4 @@ def predict(graph: Graph, images: torch.Tensor, batch_size: int, plan: Plan | No
         from olafhe.backends.simulator import simulate_logits
 
         return simulate_logits(graph, plan, images, batch_size, noise_bits=noise_bits, progress=progress)
-    out = []
-    it = range(0, len(images), batch_size)
-    if progress:
-        from tqdm import tqdm
-
-        it = tqdm(it, desc="evaluate", unit="batch")
-    with torch.no_grad():
-        for s in it:
-            out.append(graph.forward(images[s:s + batch_size]).numpy())
-    return np.concatenate(out)
+    return graph.forward_batches(images, batch_size, progress="evaluate" if progress else None)

@@ -46,13 +46,16 @@ def match_measured_run(runs: Sequence[dict], plan: Plan, backend: str) -> dict |
 def run_fields(run: dict) -> dict:
     """Row fields from one ``olafhe infer`` result: latency, memory, agreement and the time breakdown.
 
-    ``measured_breakdown`` is the mean seconds per image of each kind of step (bootstrap, linear, ...).
+    ``measured_breakdown`` is the mean seconds per image of each kind of step (bootstrap, linear, ...);
+    runs with several images per ciphertext record one breakdown per ciphertext.
     """
     breakdown: dict[str, float] = {}
-    per_image = [b for b in run.get("breakdown") or [] if isinstance(b, dict)]
-    for b in per_image:
+    per_ciphertext = [b for b in run.get("breakdown") or [] if isinstance(b, dict)]
+    packed = "images_per_ciphertext" in run  # else one breakdown per image (runs before packing)
+    images = int(run.get("images") or 1) if packed else max(len(per_ciphertext), 1)
+    for b in per_ciphertext:
         for kind, seconds in b.items():
-            breakdown[kind] = breakdown.get(kind, 0.0) + float(seconds) / len(per_image)
+            breakdown[kind] = breakdown.get(kind, 0.0) + float(seconds) / images
     return {"measured_latency_s": run["seconds_per_image"], "peak_rss_mb": run.get("peak_rss_mb"),
             "backend": run.get("backend"), "agree_with_simulator": run.get("agree_with_simulator"),
             "measured_images": run.get("images"), "encrypted_correct": run.get("correct"),

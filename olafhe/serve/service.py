@@ -45,9 +45,9 @@ def run_remote_infer(config: Config, plan: Plan, keys: str | Path, url: str, lim
                      backend_name: str | None = None, log: Log = quiet) -> dict:
     """Encrypted inference of ``limit`` class-balanced test images on the server at ``url``.
 
-    Uploads ``keys/public`` unless the server holds the key set already, then for every image: encrypt,
-    POST, decrypt; reports classes, agreement with the simulator, upload and server seconds and the peak
-    RSS of both processes.
+    Uploads ``keys/public`` unless the server holds the key set already, then for every ciphertext of
+    images (as many as the key set packs): encrypt, POST, decrypt; reports classes, agreement with the
+    simulator, upload and server seconds and the peak RSS of both processes.
     """
     from olafhe.serve.remote import RemoteServer
 
@@ -64,15 +64,19 @@ def run_remote_infer(config: Config, plan: Plan, keys: str | Path, url: str, lim
         log(f"key set {upload['key_id']}: {upload['uploaded_bytes'] / 1e6:.1f} MB uploaded in "
             f"{upload['upload_seconds']:.1f} s, loaded in {upload['load_seconds']:.1f} s")
         rows = []
-        for i in range(len(y)):
+        for start in range(0, len(y), setup.batch):
+            idx = range(start, min(start + setup.batch, len(y)))
             t0 = time.perf_counter()
-            reply, timings = remote.infer(setup.plan_sha256, side.key_id, side.encrypt(x[i].numpy()))
-            logits = side.decrypt(reply, "the server's reply")
-            rows.append({"label": int(y[i]), "class": int(logits.argmax()), "simulator": int(sim[i].argmax()),
-                         "max_logit_error": float(np.max(np.abs(logits - sim[i]))),
-                         "round_trip_seconds": time.perf_counter() - t0, **timings})
-            log(f"image {i + 1}/{len(y)}: label {y[i]}, encrypted {rows[-1]['class']}, simulator "
-                f"{rows[-1]['simulator']}, server {timings['server_seconds']:.1f} s")
+            sent = side.encrypt_batch([x[i].numpy() for i in idx])
+            reply, timings = remote.infer(setup.plan_sha256, side.key_id, sent)
+            logits = side.decrypt_batch(reply, "the server's reply")
+            for i, row in zip(idx, logits, strict=True):
+                rows.append({"label": int(y[i]), "class": int(row.argmax()), "simulator": int(sim[i].argmax()),
+                             "max_logit_error": float(np.max(np.abs(row - sim[i]))),
+                             "round_trip_seconds": time.perf_counter() - t0, **timings})
+            log(f"images {idx.start + 1}-{idx.stop}/{len(y)}: labels {[int(y[i]) for i in idx]}, encrypted "
+                f"{[r['class'] for r in rows[-len(idx):]]}, simulator {[int(sim[i].argmax()) for i in idx]}, "
+                f"server {timings['server_seconds']:.1f} s")
         server_health = remote.health()
     n = max(len(rows), 1)
     return {"images": len(rows), "correct": sum(r["class"] == r["label"] for r in rows),
@@ -83,4 +87,5 @@ def run_remote_infer(config: Config, plan: Plan, keys: str | Path, url: str, lim
             "round_trip_seconds": [r["round_trip_seconds"] for r in rows], **upload,
             "backend": setup.backend.name, "security_bits": setup.caps.security_bits,
             "ring_dimension": setup.caps.ring_dimension, "plan_sha256": setup.plan_sha256,
+            "images_per_ciphertext": setup.batch,
             "client_peak_rss_mb": peak_rss_mb(), "server_peak_rss_mb": server_health.get("peak_rss_mb")}

@@ -9,17 +9,20 @@ never reads a secret key) and runs the program on envelopes.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from olafhe.core.compiler.compile import compile_program
+from olafhe.core.compiler.packing import Packing, packed
 from olafhe.core.compiler.program import Program
 from olafhe.core.compiler.runtime import run_program
 from olafhe.core.config import Config
 from olafhe.core.contract.backend import Backend, Capabilities, Client, Evaluator, KeyRequest
 from olafhe.core.errors import DataError, MismatchError
+from olafhe.core.planning.ckks import images_per_ciphertext
 from olafhe.core.planning.plan import Plan
 from olafhe.jobs.backend import check_runnable, make_backend
 from olafhe.jobs.workspace import Loaded, load
@@ -36,10 +39,16 @@ class Setup:
     program: Program
     plan_sha256: str
     ckks: dict
+    packing: Packing
+
+    @property
+    def batch(self) -> int:
+        """Images per ciphertext (fixed when the keys are made: their rotations depend on it)."""
+        return self.packing.batch
 
     @property
     def request(self) -> KeyRequest:
-        return self.program.key_request()
+        return self.packing.key_request(self.program.key_request())
 
     def binding(self, key_id: str | None = None) -> Binding:
         return Binding(self.backend.name, self.plan_sha256, self.ckks, key_id)
@@ -56,18 +65,21 @@ class Setup:
         return {"plan_sha256": self.plan_sha256, "model": self.plan.model, "backend": self.backend.name,
                 "ckks": self.ckks, "security_bits": self.caps.security_bits, "input_level": self.program.input_level,
                 "rotations": sorted(self.request.rotations), "bootstrap": self.request.bootstrap,
-                "bootstraps": self.program.bootstraps}
+                "bootstraps": self.program.bootstraps, "images_per_ciphertext": self.batch}
 
 
 def prepare(config: Config, plan: Plan, backend_name: str | None = None, loaded: Loaded | None = None) -> Setup:
-    """Backend, capabilities and compiled program of ``plan`` (refused before any work if it cannot run)."""
+    """Backend, capabilities and compiled program of ``plan`` (refused before any work if it cannot run),
+    with ``backend.ckks.batch`` (else the plan's, else one) images per ciphertext."""
     loaded = loaded or load(config)
-    backend = make_backend(config, backend_name, plan, loaded.graph)
+    batch = images_per_ciphertext(config, loaded.graph, plan)
+    backend = make_backend(config, backend_name, plan, loaded.graph, batch)
     caps = check_runnable(plan, backend)
-    program = compile_program(loaded.graph, {ly.name: ly for ly in plan.layers}, caps.slots, plan.input_level,
+    packing = Packing(batch, caps.slots // batch)
+    program = compile_program(loaded.graph, {ly.name: ly for ly in plan.layers}, packing.slots, plan.input_level,
                               cache_diagonals=caps.ring_dimension <= 2**14,
                               max_rotation_keys=config.backend.max_rotation_keys)
-    return Setup(plan, backend, caps, program, plan.digest(), ckks_record(backend.params))
+    return Setup(plan, backend, caps, program, plan.digest(), ckks_record(backend.params), packing)
 
 
 def check_public_manifest(manifest: Manifest, setup: Setup, where: str) -> None:
@@ -108,7 +120,7 @@ class ClientSide:
         secret, public = keydir / "secret", keydir / "public"
         secret.mkdir(parents=True, mode=0o700)
         public.mkdir()
-        client, evaluator = setup.backend.keygen(setup.request)
+        client, evaluator = setup.backend.keygen(setup.request)  # physical keys: rotations x batch
         key_id = new_key_id()
         setup.manifest("secret", key_id, client.save_secret(secret)).write(secret)
         setup.manifest("public", key_id, evaluator.save_public(public)).write(public)
@@ -132,19 +144,35 @@ class ClientSide:
         return cls(setup, setup.backend.load_client(secret), manifest.key_id)
 
     def encrypt(self, image: np.ndarray) -> bytes:
-        """An input envelope: the image encoded, encrypted at the plan's input level, serialized."""
-        program = self.setup.program
-        ct = self.client.encrypt(program.encode_input(image), level=program.input_level)
-        header = {"role": "input", "level": program.input_level, **self._bound()}
+        """An input envelope holding one image."""
+        return self.encrypt_batch([image])
+
+    def encrypt_batch(self, images: Sequence[np.ndarray]) -> bytes:
+        """An input envelope: up to :attr:`Setup.batch` images encoded, interleaved, encrypted at the plan's
+        input level and serialized (the header counts the images)."""
+        program, packing = self.setup.program, self.setup.packing
+        if not 1 <= len(images) <= packing.batch:
+            raise DataError(f"a ciphertext of this key set holds 1 to {packing.batch} image(s), got {len(images)}")
+        vector = packing.interleave([program.encode_input(im) for im in images])
+        ct = self.client.encrypt(vector, level=program.input_level)
+        header = {"role": "input", "level": program.input_level, "images": len(images), **self._bound()}
         return pack(header, self.client.serialize(ct))
 
     def decrypt(self, data: bytes, origin: str = "ciphertext") -> np.ndarray:
-        """The logits in an output envelope of this key set and plan."""
+        """The logits of the first (or only) image in an output envelope of this key set and plan."""
+        return self.decrypt_batch(data, origin)[0]
+
+    def decrypt_batch(self, data: bytes, origin: str = "ciphertext") -> np.ndarray:
+        """The logits of every image in an output envelope, one row each."""
         header, payload = unpack(data, origin)
         self.setup.binding(self.key_id).check(header, origin)
         if header.get("role") != "output":
             raise DataError(f"{origin} is not a server output (role {header.get('role')!r})")
-        return self.setup.program.decode_output(self.client.decrypt(self.client.deserialize(payload)))
+        count = header.get("images", 1)
+        if not isinstance(count, int) or not 1 <= count <= self.setup.batch:
+            raise DataError(f"{origin} claims {count!r} images; this key set packs 1 to {self.setup.batch}")
+        rows = self.setup.packing.split(self.client.decrypt(self.client.deserialize(payload)), count)
+        return np.stack([self.setup.program.decode_output(r) for r in rows])
 
     def _bound(self) -> dict:
         return {"backend": self.setup.backend.name, "plan_sha256": self.setup.plan_sha256, "key_id": self.key_id,
@@ -165,7 +193,7 @@ class ServerSide:
         check_public_manifest(manifest, setup, f"key set {public_dir}")
         if verify:
             manifest.verify_files(public_dir)
-        return cls(setup, setup.backend.load_evaluator(public_dir, setup.request), manifest)
+        return cls(setup, packed(setup.backend.load_evaluator(public_dir, setup.request), setup.packing), manifest)
 
     def check(self, data: bytes, origin: str = "ciphertext") -> tuple[dict, bytes]:
         """Header and payload of an input envelope of this key set and plan (refused otherwise)."""
@@ -187,6 +215,7 @@ class ServerSide:
         out, _ = run_program(program, self.evaluator, ct)
         seconds = time.perf_counter() - t0
         reply = {key: header[key] for key in ("backend", "plan_sha256", "key_id", "ckks")}
+        reply["images"] = header.get("images", 1)
         reply.update(role="output", level=self.evaluator.level(out), seconds=seconds)
         return pack(reply, self.evaluator.serialize(out)), seconds
 

@@ -41,23 +41,26 @@ def run_keygen(config: Config, plan: Plan, out: str | Path, backend_name: str | 
 
 def run_encrypt(config: Config, plan: Plan, keys: str | Path, limit: int, out: str | Path,
                 backend_name: str | None = None, log: Log = quiet) -> dict:
-    """``limit`` class-balanced test images, encrypted into ``out/image-NNN.olct``; their labels stay with the
-    client in ``out/labels.json``."""
+    """``limit`` class-balanced test images, encrypted into ``out/image-NNN.olct`` (one file per ciphertext of
+    :attr:`Setup.batch` images, NNN the first image's index); their labels stay with the client in
+    ``out/labels.json``."""
     loaded = load(config)
     setup = prepare(config, plan, backend_name, loaded)
     side = ClientSide.load(setup, Path(keys))
     x, y = test_set(loaded.data_dir, limit)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    files = []
-    for i in range(len(y)):
-        path = out / f"image-{i:03d}{SUFFIX}"
-        path.write_bytes(side.encrypt(x[i].numpy()))
+    files, images = [], []
+    for start in range(0, len(y), setup.batch):
+        idx = range(start, min(start + setup.batch, len(y)))
+        path = out / f"image-{start:03d}{SUFFIX}"
+        path.write_bytes(side.encrypt_batch([x[i].numpy() for i in idx]))
         files.append(str(path))
-    images = [{"file": Path(f).name, "label": int(v)} for f, v in zip(files, y, strict=True)]
-    save_json(out / "labels.json", {"plan_sha256": setup.plan_sha256, "key_id": side.key_id, "images": images})
+        images += [{"file": path.name, "slot": b, "label": int(y[i])} for b, i in enumerate(idx)]
+    save_json(out / "labels.json", {"plan_sha256": setup.plan_sha256, "key_id": side.key_id,
+                                    "images_per_ciphertext": setup.batch, "images": images})
     size = sum(Path(f).stat().st_size for f in files)
-    log(f"encrypted {len(files)} images into {out} ({size / 1e6:.1f} MB)")
+    log(f"encrypted {len(y)} images into {len(files)} ciphertexts in {out} ({size / 1e6:.1f} MB)")
     return {"files": files, "labels": [int(v) for v in y], "bytes": size, "key_id": side.key_id}
 
 
@@ -97,7 +100,7 @@ def run_compute(config: Config, plan: Plan, keys: str | Path, inputs: list[str],
 
 def run_decrypt(config: Config, plan: Plan, keys: str | Path, inputs: list[str],
                 backend_name: str | None = None) -> dict:
-    """The class and logits of every output ciphertext."""
+    """The class and logits of every image in every output ciphertext (``slot``: its place in the file)."""
     setup = prepare(config, plan, backend_name)
     side = ClientSide.load(setup, Path(keys))
     paths = _inputs(inputs)
@@ -108,7 +111,7 @@ def run_decrypt(config: Config, plan: Plan, keys: str | Path, inputs: list[str],
         setup.binding(side.key_id).check(headers[p], f"ciphertext file {p}")
     rows = []
     for p, data in blobs.items():
-        logits = side.decrypt(data, f"ciphertext file {p}")
-        rows.append({"file": str(p), "class": int(logits.argmax()), "logits": [float(v) for v in logits],
-                     "server_seconds": headers[p].get("seconds")})
+        for slot, logits in enumerate(side.decrypt_batch(data, f"ciphertext file {p}")):
+            rows.append({"file": str(p), "slot": slot, "class": int(logits.argmax()),
+                         "logits": [float(v) for v in logits], "server_seconds": headers[p].get("seconds")})
     return {"outputs": rows, "classes": [r["class"] for r in rows], "key_id": side.key_id}

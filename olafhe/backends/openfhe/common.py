@@ -14,9 +14,7 @@ import weakref
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
-from olafhe.core.errors import CapabilityError, DataError, ShapeError
+from olafhe.core.errors import CapabilityError
 
 
 def load_openfhe() -> Any:
@@ -61,19 +59,6 @@ class SlotLayout:
 
     def level(self, ct: Any) -> int:
         return self.depth - self.reserve - ct.GetLevel() - (ct.GetNoiseScaleDeg() - 1)
-
-    def vector(self, values: Any, what: str) -> np.ndarray:
-        """``values`` as a float64 vector zero-padded to ``slots`` (ShapeError/DataError otherwise)."""
-        v = np.asarray(values, dtype=np.float64)
-        if v.ndim != 1:
-            raise ShapeError(f"{what}: expected a 1-D vector, got shape {v.shape}")
-        if v.size > self.slots:
-            raise ShapeError(f"{what}: {v.size} values do not fit in {self.slots} slots")
-        if not np.all(np.isfinite(v)):
-            raise DataError(f"{what}: values contain NaN or infinity")
-        if v.size < self.slots:
-            v = np.concatenate([v, np.zeros(self.slots - v.size)])
-        return np.ascontiguousarray(v)
 
 
 class KeyTracker:

@@ -16,7 +16,7 @@ import numpy as np
 from olafhe.backends.openfhe import serialize
 from olafhe.backends.openfhe.common import KeyHolder, SlotLayout, load_openfhe
 from olafhe.backends.openfhe.serialize import CiphertextBytes
-from olafhe.core.contract.backend import Capabilities, Client, Evaluator, OpCounter
+from olafhe.core.contract.backend import Capabilities, Client, Evaluator, OpCounter, plain_vector
 from olafhe.core.errors import (
     ApproximationError,
     CapabilityError,
@@ -50,7 +50,7 @@ class OpenFHEClient(KeyHolder, CiphertextBytes, Client):
         level = lay.max_level if level is None else int(level)
         if not 0 <= level <= lay.max_level:
             raise CapabilityError(f"cannot encrypt at level {level}: this context has levels 0..{lay.max_level}")
-        vec = lay.vector(values, "encrypt")
+        vec = plain_vector(values, lay.slots, "encrypt")
         pt = self._cc.MakeCKKSPackedPlaintext(vec, 1, lay.index(level), None, lay.slots)
         return self._cc.Encrypt(self._public_key, pt)
 
@@ -168,7 +168,7 @@ class OpenFHEEvaluator(KeyHolder, CiphertextBytes, Evaluator):
     def _plain(self, values: Any, index: int, scale_degree: int, what: str) -> Any:
         if isinstance(values, self._plaintext_type):
             return values
-        vec = self._layout.vector(values, what)
+        vec = plain_vector(values, self._layout.slots, what)
         return self._cc.MakeCKKSPackedPlaintext(vec, scale_degree, index, None, self._layout.slots)
 
     def _need_relin(self, kind: str) -> None:

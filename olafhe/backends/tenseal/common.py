@@ -12,8 +12,9 @@ from typing import Any
 
 import numpy as np
 
+from olafhe.core.contract.backend import plain_vector
 from olafhe.core.contract.ckks import CKKSParams
-from olafhe.core.errors import CapabilityError, ConfigError, SecurityError, ShapeError
+from olafhe.core.errors import CapabilityError, ConfigError, SecurityError
 
 # SEAL's limits on user primes (SEAL_USER_MOD_BIT_COUNT_MIN / _MAX).
 SEAL_MIN_PRIME_BITS = 2
@@ -215,16 +216,8 @@ class ModulusChain:
         return list(self.context.key_context_data().galois_tool().get_elts_from_steps(list(steps)))
 
     def fill(self, values: Any, what: str) -> np.ndarray:
-        """A real vector of at most ``slots`` entries, zero-padded and replicated to ``N/2`` slots."""
-        arr = np.asarray(values, dtype=np.float64)
-        if arr.ndim != 1:
-            raise ShapeError(f"{what}: expected a 1-D vector, got shape {arr.shape}")
-        if arr.size > self.slots:
-            raise ShapeError(f"{what}: {arr.size} values do not fit {self.slots} slots")
-        if not np.all(np.isfinite(arr)):
-            raise ShapeError(f"{what}: values must be finite")
-        out = np.zeros(self.slots)
-        out[: arr.size] = arr
+        """``values`` checked and zero-padded by :func:`plain_vector`, replicated to ``N/2`` slots."""
+        out = plain_vector(values, self.slots, what)
         return np.tile(out, self.replicas) if self.replicas > 1 else out
 
     def encode(self, values: np.ndarray | float, level: int, scale: float) -> Any:

@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from olafhe.core.compiler.layout import tile
+from olafhe.core.compiler.packing import PackedEvaluator, Packing
 from olafhe.core.compiler.program import ActivationStep, AddStep, LinearStep, Program, Step
 from olafhe.core.contract.backend import Client, Evaluator
-from olafhe.core.errors import CapabilityError, OlafheError
+from olafhe.core.errors import CapabilityError, OlafheError, ShapeError
 
 _LINEAR_ONLY = "the program was compiled without layers (linear structure only); compile it with the plan's layers"
 
@@ -45,6 +46,9 @@ def run_program(program: Program, evaluator: Evaluator, ciphertext: Any,
     if program.linear_only:
         raise OlafheError(_LINEAR_ONLY)
     caps = evaluator.capabilities
+    if caps.slots != program.slots:
+        raise ShapeError(f"the program was compiled for {program.slots} slots but the evaluator has {caps.slots} "
+                         "(several images per ciphertext run through a PackedEvaluator)")
     if program.bootstraps and not caps.bootstrapping:
         raise CapabilityError(
             f"backend {caps.backend!r} cannot bootstrap but the plan needs {program.bootstraps} bootstraps"
@@ -170,6 +174,21 @@ def apply_activation(step: ActivationStep, ev: Evaluator, t: Any, timings: dict[
 def encrypted_inference(program: Program, client: Client, evaluator: Evaluator, image: np.ndarray,
                         progress: Callable[[str], None] | None = None) -> tuple[np.ndarray, RunReport]:
     """Encrypt one image on the client, run the program on the server, decrypt the logits."""
-    ct = client.encrypt(program.encode_input(image), level=program.input_level)
+    logits, report = encrypted_batch_inference(program, client, evaluator, [image], progress)
+    return logits[0], report
+
+
+def encrypted_batch_inference(program: Program, client: Client, evaluator: Evaluator, images: Sequence[np.ndarray],
+                              progress: Callable[[str], None] | None = None) -> tuple[np.ndarray, RunReport]:
+    """Up to ``batch`` images in one ciphertext (the packing of ``evaluator``, see :func:`packing_of`):
+    encrypted on the client, run once on the server, decrypted into one row of logits per image."""
+    packing = packing_of(evaluator, program)
+    ct = client.encrypt(packing.interleave([program.encode_input(im) for im in images]), level=program.input_level)
     out, report = run_program(program, evaluator, ct, progress)
-    return program.decode_output(client.decrypt(out)), report
+    rows = packing.split(client.decrypt(out), len(images))
+    return np.stack([program.decode_output(r) for r in rows]), report
+
+
+def packing_of(evaluator: Evaluator, program: Program) -> Packing:
+    """How ``evaluator`` packs images for ``program``: its :class:`PackedEvaluator` packing, else one image."""
+    return evaluator.packing if isinstance(evaluator, PackedEvaluator) else Packing(1, program.slots)

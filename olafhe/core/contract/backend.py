@@ -35,7 +35,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from olafhe.core.contract.ckks import CKKSParams
-from olafhe.core.errors import CapabilityError, OutOfLevelsError
+from olafhe.core.errors import CapabilityError, DataError, OutOfLevelsError, ShapeError
 from olafhe.core.poly.chebyshev import chebyshev_depth
 
 
@@ -289,3 +289,21 @@ def _no_serialization(obj: object) -> CapabilityError:
 def normalize_rotations(steps: Iterable[int], slots: int) -> frozenset[int]:
     """Rotation amounts reduced mod ``slots``, without the identity."""
     return frozenset(int(s) % slots for s in steps if int(s) % slots)
+
+
+def plain_vector(values: Any, slots: int, what: str = "plaintext") -> np.ndarray:
+    """``values`` as a new float64 vector zero-padded to ``slots``: what every backend encrypts or encodes.
+
+    ShapeError unless ``values`` is 1-D with at most ``slots`` entries, DataError when it holds NaN or
+    infinity; ``what`` (the operation) starts the one-line message.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    if v.ndim != 1:
+        raise ShapeError(f"{what}: expected a 1-D vector, got shape {v.shape}")
+    if v.size > slots:
+        raise ShapeError(f"{what}: {v.size} values do not fit in {slots} slots")
+    if not np.all(np.isfinite(v)):
+        raise DataError(f"{what}: values contain NaN or infinity")
+    out = np.zeros(slots)
+    out[: v.size] = v
+    return out

@@ -26,7 +26,7 @@ tensors, which the encrypted engine turns into slot-vector diagonals.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -130,6 +130,29 @@ class Graph:
                 if remaining[i] == 0 and i != self.output:
                     del values[i]
         return values[self.output]
+
+    def forward_batches(
+        self,
+        x: torch.Tensor,
+        batch_size: int,
+        activations: dict[str, TorchFn] | None = None,
+        progress: str | None = None,
+    ) -> np.ndarray:
+        """:meth:`forward` on ``x`` in batches of ``batch_size`` without autograd, as one numpy array.
+
+        ``activations`` as in :meth:`forward`; ``progress`` labels a tqdm bar over the batches (None: no
+        bar). The result keeps :meth:`forward`'s dtype; an empty ``x`` gives an empty float64 array.
+        """
+        starts: Iterable[int] = range(0, len(x), batch_size)
+        if progress is not None:
+            from tqdm import tqdm
+
+            starts = tqdm(starts, desc=progress, unit="batch")
+        out = []
+        with torch.no_grad():
+            for start in starts:
+                out.append(self.forward(x[start:start + batch_size], activations).numpy())
+        return np.concatenate(out) if out else np.zeros((0,))
 
 
 def _t(arr: np.ndarray, like: torch.Tensor) -> torch.Tensor:

@@ -14,6 +14,7 @@ import numpy as np
 from olafhe.core.config import Config
 from olafhe.core.contract.backend import Capabilities
 from olafhe.core.contract.ckks import CKKSParams
+from olafhe.core.errors import ConfigError
 from olafhe.core.graph.ir import Graph
 from olafhe.core.planning.plan import Plan, PlanCKKS
 
@@ -42,15 +43,52 @@ def slot_count(config: Config, graph: Graph | None = None, plan: Plan | None = N
         return int(recorded.slots)
     if graph is None or not _first(recorded.bootstrap, c.bootstrap):
         return None
+    return min(c.ring_dimension // 2, _largest_tensor_slots(graph))
+
+
+def _largest_tensor_slots(graph: Graph) -> int:
     largest = max(int(np.prod(node.shape)) for node in graph.nodes)
-    return min(c.ring_dimension // 2, 1 << max(0, (largest - 1).bit_length()))
+    return 1 << max(0, (largest - 1).bit_length())
 
 
-def resolve_ckks(config: Config, plan: Plan | None = None, graph: Graph | None = None) -> CKKSParams:
+def _image_slots(config: Config, graph: Graph | None) -> int:
+    """Slots one packed image takes: ``backend.ckks.slots`` when set, else its largest tensor's."""
+    if config.backend.ckks.slots:
+        return int(config.backend.ckks.slots)
+    if graph is None:
+        raise ConfigError("packing several images per ciphertext needs the model graph or ckks.slots")
+    return _largest_tensor_slots(graph)
+
+
+def images_per_ciphertext(config: Config, graph: Graph, plan: Plan | None = None, images: int | None = None) -> int:
+    """How many images share one ciphertext (slot interleaving, :mod:`olafhe.core.compiler.packing`).
+
+    ``backend.ckks.batch`` when set, else the batch ``plan`` was priced for, else automatic: as many as
+    the slots hold (``ring_dimension / 2`` over one image's slots) and ``images`` need (a power of two),
+    and one image when the count is unknown (keys made ahead of time, single-image latency).
+    """
+    c = config.backend.ckks
+    per_image = _image_slots(config, graph)
+    fits = max(1, (c.ring_dimension // 2) // per_image)
+    chosen = c.batch or (plan.ckks.batch if plan is not None and plan.ckks.batch else 0)
+    if chosen:
+        if chosen & (chosen - 1) or chosen > fits:
+            raise ConfigError(f"backend.ckks.batch = {chosen}: images per ciphertext must be a power of two "
+                              f"<= {fits} (ring dimension {c.ring_dimension}, {per_image} slots per image)")
+        return int(chosen)
+    if not images or images <= 1:
+        return 1
+    return min(fits, 1 << (int(images) - 1).bit_length())
+
+
+def resolve_ckks(config: Config, plan: Plan | None = None, graph: Graph | None = None,
+                 batch: int = 1) -> CKKSParams:
     """The CKKS parameters of ``config`` (``backend.ckks``), overridden by those ``plan`` recorded
     (scale, first modulus, levels, bootstrapping, level budget, secret key, slots, precision), with
-    automatic slots from ``graph`` (see :func:`slot_count`)."""
+    automatic slots from ``graph`` (see :func:`slot_count`); ``batch`` images per ciphertext multiply
+    the slots one image needs (see :func:`images_per_ciphertext`)."""
     c = config.backend.ckks
+    slots = batch * _image_slots(config, graph) if batch > 1 else slot_count(config, graph, plan)
     p = plan.ckks if plan is not None else PlanCKKS()
     extra: dict = {"noise": c.noise}
     if p.precision_bits is not None:
@@ -61,15 +99,16 @@ def resolve_ckks(config: Config, plan: Plan | None = None, graph: Graph | None =
         bootstrap=bool(_first(p.bootstrap, c.bootstrap)),
         level_budget=tuple(_first(p.level_budget, c.level_budget)),  # type: ignore[arg-type]
         secret_key_dist=str(_first(p.secret_key_dist, c.secret_key_dist)),
-        bootstrap_iterations=c.bootstrap_iterations, slots=slot_count(config, graph, plan), insecure=c.insecure,
+        bootstrap_iterations=c.bootstrap_iterations, slots=slots, insecure=c.insecure,
         threads=c.threads or None, extra=extra,
     )
 
 
 def plan_ckks(params: CKKSParams, caps: Capabilities, cost_table: str,
-              measured: CKKSParams | None = None) -> PlanCKKS:
+              measured: CKKSParams | None = None, batch: int = 1) -> PlanCKKS:
     """The parameters a plan records: ring dimension, security and slots of the backend it was optimized
-    for, the cost table that priced it, and the scale and bootstrapping configuration (``measured``, the
+    for (``caps`` seen per image), the cost table that priced it, ``batch`` images per ciphertext when
+    more than one, and the scale and bootstrapping configuration (``measured``, the
     cost table's run that bootstraps to the plan's levels, with its precision, else ``params``)."""
     src = measured or params
     precision = measured.extra.get("bootstrap_precision_bits") if measured is not None else None
@@ -77,4 +116,4 @@ def plan_ckks(params: CKKSParams, caps: Capabilities, cost_table: str,
                     scale_bits=src.scale_bits, first_mod_bits=src.first_mod_bits,
                     level_budget=tuple(src.level_budget),  # type: ignore[arg-type]
                     secret_key_dist=src.secret_key_dist, slots=caps.slots, cost_table=cost_table,
-                    precision_bits=precision)
+                    precision_bits=precision, batch=batch if batch > 1 else None)

@@ -105,6 +105,18 @@ class CostTable:
         boot = {lv: measured.get(lv, v * ratio) for lv, v in self.bootstrap.items()} | dict(measured)
         return replace(self, bootstrap=boot, params={**self.params, "bootstrap_slots": usable[0]})
 
+    def per_image(self, batch: int) -> CostTable:
+        """This table's seconds divided by ``batch``: the price per image when ``batch`` images share
+        every ciphertext (take :meth:`for_slots` of the packed slot count first)."""
+        if batch <= 1:
+            return self
+        f = 1.0 / batch
+        return replace(
+            self, ops={k: {lv: v * f for lv, v in t.items()} for k, t in self.ops.items()},
+            bootstrap={lv: v * f for lv, v in self.bootstrap.items()},
+            sparse_bootstrap={s: {lv: v * f for lv, v in t.items()} for s, t in self.sparse_bootstrap.items()},
+            params={**self.params, "images_per_ciphertext": batch})
+
     def cost(self, kind: str, level: int) -> float:
         """Seconds for one ``kind`` operation at ``level`` (:func:`interpolate_seconds` between measured levels)."""
         if kind.startswith("chebyshev_") and kind not in self.ops:

@@ -80,7 +80,8 @@ class PlanCKKS:
     """The CKKS parameters a plan was optimized for; absent ones (None) are not written.
 
     ``levels`` and ``bootstrap`` describe the bootstrapping configuration (levels after bootstrap),
-    ``precision_bits`` its measured precision, ``cost_table`` the table the plan was priced with.
+    ``precision_bits`` its measured precision, ``cost_table`` the table the plan was priced with,
+    ``slots`` the slots of one image and ``batch`` the images per ciphertext it was priced for.
     """
 
     ring_dimension: int | None = None
@@ -94,6 +95,7 @@ class PlanCKKS:
     precision_bits: float | None = None
     levels: int | None = None
     bootstrap: bool | None = None
+    batch: int | None = None   # images per ciphertext the plan was priced for (absent: one)
 
     def to_dict(self) -> dict:
         doc = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if getattr(self, f.name) is not None}
@@ -107,7 +109,8 @@ class PlanCKKS:
             raise DataError(f"{origin}: 'ckks' is not an object")
         converters = {"ring_dimension": int, "security_bits": int, "scale_bits": int, "first_mod_bits": int,
                       "level_budget": lambda v: tuple(int(x) for x in v), "secret_key_dist": str, "slots": int,
-                      "cost_table": str, "precision_bits": float, "levels": int, "bootstrap": bool}
+                      "cost_table": str, "precision_bits": float, "levels": int, "bootstrap": bool,
+                      "batch": int}
         return cls(**_typed_fields(cls, doc, converters, f"{origin}: ckks"))
 
 

@@ -1,8 +1,9 @@
 """Encrypted batch inference on Ray, the client side of ``olafhe ray-infer``.
 
-The driver holds the secret key: it encrypts one envelope per batch of test images, an
-:class:`~olafhe.serve.ray_pool.ActorPool` runs them on actors that hold the evaluation keys only, and it
-decrypts each reply once and compares the classes with the simulator's.
+The driver holds the secret key: it encrypts one envelope per batch of test images (``Setup.batch`` images
+per ciphertext: ``backend.ckks.batch``), an :class:`~olafhe.serve.ray_pool.ActorPool` runs them on actors
+that hold the evaluation keys only, and the driver decrypts each reply once and compares the classes with
+the simulator's.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from olafhe.core.config import Config
-from olafhe.core.errors import DataError, MismatchError, OlafheError
+from olafhe.core.errors import MismatchError, OlafheError
 from olafhe.core.planning.plan import Plan
 from olafhe.jobs.memory import peak_rss_mb
 from olafhe.jobs.predict import predict
@@ -30,29 +31,7 @@ from olafhe.serve.ray_pool import (
     ray_module,
     refuse_secret,
 )
-from olafhe.serve.sides import ClientSide, Setup, prepare
-
-
-# ----------------------------------------------------------------------------- batches (one envelope each)
-def batch_size(setup: Setup) -> int:
-    """Images per envelope: the plan's packing when the backend offers it, else one."""
-    return max(1, int(getattr(setup, "batch", 1) or 1))
-
-
-def encrypt_batch(side: ClientSide, images: np.ndarray) -> bytes:
-    """One envelope holding ``images`` (shape (k, C, H, W), k <= batch_size)."""
-    if hasattr(side, "encrypt_batch"):
-        return side.encrypt_batch(images)
-    if len(images) != 1:
-        raise DataError(f"this client packs one image per ciphertext, got {len(images)}")
-    return side.encrypt(images[0])
-
-
-def decrypt_batch(side: ClientSide, envelope: bytes, origin: str) -> np.ndarray:
-    """The logits, shape (k, classes), of a reply envelope."""
-    if hasattr(side, "decrypt_batch"):
-        return np.atleast_2d(side.decrypt_batch(envelope))
-    return side.decrypt(envelope, origin)[None, :]
+from olafhe.serve.sides import ClientSide, prepare
 
 
 def run_ray_infer(config: Config, plan: Plan, keys: str | Path, limit: int, actors: int,
@@ -76,7 +55,7 @@ def run_ray_infer(config: Config, plan: Plan, keys: str | Path, limit: int, acto
         raise MismatchError(f"{public} belongs to key set {manifest.key_id}, not to {side.key_id} of {keys}")
     x, y = test_set(loaded.data_dir, limit)
     sim = predict(loaded.graph, x, config.data.batch_size, plan)
-    size = batch_size(setup)
+    size = setup.batch  # images per ciphertext: one envelope per batch
     chunks = [np.arange(s, min(s + size, len(y))) for s in range(0, len(y), size)]
     owned, pool = connect(address, num_cpus), None
     logits: dict[int, np.ndarray] = {}
@@ -84,7 +63,7 @@ def run_ray_infer(config: Config, plan: Plan, keys: str | Path, limit: int, acto
     def on_reply(bid: int, reply: bytes) -> None:
         if bid in logits:  # never reached (the pool hands each batch over once); a loud guard all the same
             raise OlafheError(f"batch {bid} would be decrypted twice")
-        logits[bid] = decrypt_batch(side, reply, f"reply to batch {bid}")
+        logits[bid] = side.decrypt_batch(reply, f"reply to batch {bid}")
         log(f"batch {bid + 1}/{len(chunks)} ({pool.report.ran_by[bid]}, {pool.report.seconds[bid]:.2f} s): classes "
             f"{logits[bid].argmax(1).tolist()}, simulator {sim[chunks[bid]].argmax(1).tolist()}, labels "
             f"{y[chunks[bid]].tolist()}")
@@ -96,8 +75,8 @@ def run_ray_infer(config: Config, plan: Plan, keys: str | Path, limit: int, acto
         pool = ActorPool(spec, actors, num_cpus=cpus)
         pool.wait_ready()
         t1 = time.perf_counter()
-        pool.run(len(chunks), lambda bid: encrypt_batch(side, x[chunks[bid]].numpy()), on_reply, after_result,
-                 progress)
+        pool.run(len(chunks), lambda bid: side.encrypt_batch([x[i].numpy() for i in chunks[bid]]), on_reply,
+                 after_result, progress)
         wall = time.perf_counter() - t1
     finally:
         if pool is not None:
@@ -106,9 +85,9 @@ def run_ray_infer(config: Config, plan: Plan, keys: str | Path, limit: int, acto
             ray_module().shutdown()
     out = _summary(chunks, logits, sim, y, pool.report, wall)
     out.update(actors=actors, threads_per_actor=threads, cpus_per_actor=cpus, address=address or "local",
-               startup_seconds=t1 - t0, batch_size=size, backend=setup.backend.name, plan_sha256=setup.plan_sha256,
-               ring_dimension=setup.caps.ring_dimension, security_bits=setup.caps.security_bits,
-               key_id=side.key_id, driver_peak_rss_mb=peak_rss_mb())
+               startup_seconds=t1 - t0, images_per_ciphertext=size, backend=setup.backend.name,
+               plan_sha256=setup.plan_sha256, ring_dimension=setup.caps.ring_dimension,
+               security_bits=setup.caps.security_bits, key_id=side.key_id, driver_peak_rss_mb=peak_rss_mb())
     return out
 
 

@@ -34,33 +34,47 @@ def local_ray():  # noqa: ANN201
     ray.shutdown()
 
 
-@pytest.fixture(scope="module")
-def setting(small_cnn_plan_file: Path, small_cnn_sets: list[str], tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
-    config = load_config(CONFIG, small_cnn_sets[1::2])
-    plan = Plan.load(small_cnn_plan_file)
-    keys = tmp_path_factory.mktemp("ray") / "keys"
+def _setting(plan_file: Path, sets: list[str], extra: list[str], keys: Path) -> tuple:
+    """Config, plan, a key set made for them, and the simulator's classes of the first IMAGES test images."""
+    config = load_config(CONFIG, [*sets[1::2], *extra])
+    plan = Plan.load(plan_file)
     run_keygen(config, plan, keys, "openfhe")
     loaded = workspace.load(config)
     x, _ = workspace.test_set(loaded.data_dir, IMAGES)
-    sim = [int(v) for v in predict(loaded.graph, x, 100, plan).argmax(1)]
-    return config, plan, keys, sim
+    return config, plan, keys, [int(v) for v in predict(loaded.graph, x, 100, plan).argmax(1)]
 
 
-def _check_complete(result: dict, sim: list[int]) -> None:
+@pytest.fixture(scope="module")
+def setting(small_cnn_plan_file: Path, small_cnn_sets: list[str], tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+    """One image per ciphertext (N = 8192: one image fills the slots)."""
+    return _setting(small_cnn_plan_file, small_cnn_sets, [], tmp_path_factory.mktemp("ray") / "keys")
+
+
+@pytest.fixture(scope="module")
+def packed(small_cnn_plan_file: Path, small_cnn_sets: list[str], tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+    """Two images per ciphertext (N = 16384, still INSECURE): one envelope per batch of two."""
+    extra = ["backend.ckks.ring_dimension=16384", "backend.ckks.batch=2"]
+    return _setting(small_cnn_plan_file, small_cnn_sets, extra, tmp_path_factory.mktemp("ray2") / "keys")
+
+
+def _check_complete(result: dict, sim: list[int], per_batch: int = 1) -> None:
     """16 results, each batch decrypted exactly once, every class the simulator's."""
-    assert result["images"] == IMAGES and result["batches"] == IMAGES and result["decrypted"] == IMAGES
-    assert [r["batch"] for r in result["rows"]] == list(range(IMAGES))
+    batches = IMAGES // per_batch
+    assert result["images"] == IMAGES and result["batches"] == batches and result["decrypted"] == batches
+    assert result["images_per_ciphertext"] == per_batch
+    assert [r["batch"] for r in result["rows"]] == list(range(batches))
+    assert all(len(r["images"]) == len(r["classes"]) == per_batch for r in result["rows"])
     assert sorted(i for r in result["rows"] for i in r["images"]) == list(range(IMAGES))
     assert result["duplicates_dropped"] == 0
     assert result["classes"] == sim and result["agree_with_simulator"] == 1.0
 
 
-def test_two_actors_give_the_simulators_classes(local_ray, setting) -> None:
-    config, plan, keys, sim = setting
+def test_two_actors_give_the_simulators_classes(local_ray, packed) -> None:
+    config, plan, keys, sim = packed
     seen: list[ActorSpec] = []
     result = run_ray_infer(config, plan, keys, IMAGES, 2, backend_name="openfhe", progress=False,
                            after_result=lambda pool, _b, _a: seen.append(pool.spec))
-    _check_complete(result, sim)
+    _check_complete(result, sim, per_batch=2)  # 8 envelopes of two images
     assert all(r["attempts"] == 1 for r in result["rows"]) and not result["retries"]
     assert {r["actor"] for r in result["rows"]} == {"actor-0", "actor-1"}  # both actors worked
     assert result["actors_started"] == 2 and result["threads_per_actor"] == 1

@@ -44,6 +44,8 @@ def run_ray_infer(config: Config, plan: Plan, keys: str | Path, limit: int, acto
     ``public`` (default ``keys/public``; on a cluster, a copy every node reads at that path). Reports classes,
     agreement with the simulator, labels correct, seconds, throughput and each actor's peak RSS.
     ``after_result(pool, batch, actor)`` runs after each reply (tests kill an actor there)."""
+    if actors < 1:
+        raise OlafheError(f"--actors must be >= 1, got {actors}")
     public = Path(public) if public else public_folder(Path(keys))
     manifest = refuse_secret(public)  # cheap checks first: no model, no Ray yet
     if address:

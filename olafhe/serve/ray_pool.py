@@ -107,7 +107,9 @@ class PoolReport:
 
 
 class ActorPool:
-    """``actors`` KeyedEvaluator actors; :meth:`run` hands out batches until each has one reply."""
+    """``actors`` KeyedEvaluator actors; :meth:`run` hands out batches until each has one reply. With
+    ``replace``, up to ``actors`` replacements start as actors die; a batch that fails ``max_attempts`` times
+    (its actor alive) stops the run."""
 
     def __init__(self, spec: ActorSpec, actors: int, num_cpus: float = 1.0, replace: bool = True,
                  max_attempts: int = 3) -> None:
@@ -116,7 +118,7 @@ class ActorPool:
         if actors < 1:
             raise OlafheError(f"--actors must be >= 1, got {actors}")
         refuse_secret(Path(spec.public))  # before any actor exists
-        self.spec, self.replace, self.max_attempts = spec, replace, max_attempts
+        self.spec, self.max_attempts = spec, max_attempts
         self._cls = ray.remote(KeyedEvaluator).options(num_cpus=num_cpus, max_restarts=0)
         self.actors: dict[str, Any] = {}
         self.report = PoolReport()
@@ -245,7 +247,7 @@ class ActorPool:
         self.actors.clear()
 
 
-# ----------------------------------------------------------------------------- the job
+# ----------------------------------------------------------------------------- reaching Ray, sharing the cores
 def ray_module() -> Any:
     """The ray package; OlafheError naming the extra when it is missing."""
     try:
@@ -282,7 +284,9 @@ def connect(address: str | None, num_cpus: int | None = None) -> bool:
             ray.init(num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False, log_to_driver=False)
     except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
         where = f"the Ray cluster at {address!r}" if address else "a local Ray"
-        raise OlafheError(f"cannot start or reach {where}: {_first_line(exc)}") from None
+        hint = " (a cluster with token authentication needs RAY_AUTH_MODE=token and its token here too)" \
+            if address and not os.environ.get("RAY_AUTH_MODE") else ""
+        raise OlafheError(f"cannot start or reach {where}: {_first_line(exc)}{hint}") from None
     return True
 
 

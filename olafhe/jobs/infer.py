@@ -13,9 +13,9 @@ from olafhe.core.compiler.runtime import encrypted_inference
 from olafhe.core.config import Config
 from olafhe.core.contract.backend import Client, Evaluator
 from olafhe.core.errors import ConfigError
-from olafhe.core.planning.costs import machine_description
+from olafhe.core.planning.machine import machine_description
 from olafhe.core.planning.plan import Plan
-from olafhe.jobs.backend import check_runnable, make_backend
+from olafhe.jobs.backend import check_runnable, make_backend, warn_if_priced_elsewhere
 from olafhe.jobs.memory import peak_rss_mb, reset_peak_rss
 from olafhe.jobs.predict import predict
 from olafhe.jobs.safety import check_plan_safety
@@ -40,12 +40,14 @@ def run_infer(config: Config, plan: Plan | None, limit: int, backend_name: str |
 
     With ``safety.enabled`` those images are first traced on the simulator and the plan is refused
     (:class:`~olafhe.core.errors.UnsafePlanError`) before key generation when a numeric check fails.
-    A plan made for another model or checkpoint is refused before any key generation (:func:`check_plan`).
+    A plan made for another model or checkpoint is refused before any key generation (:func:`check_plan`);
+    one priced with another machine's cost table is warned about (:func:`warn_if_priced_elsewhere`).
     """
     if plan is None:
         raise ConfigError("infer needs --plan PLAN.json (create one with `olafhe optimize`)")
     loaded = loaded or load(config)
     check_plan(config, loaded, plan)
+    warn_if_priced_elsewhere(config, plan)
     backend = make_backend(config, backend_name, plan, loaded.graph)
     caps = check_runnable(plan, backend)
     program = compile_program(loaded.graph, {ly.name: ly for ly in plan.layers}, caps.slots, plan.input_level,

@@ -80,7 +80,9 @@ class PlanCKKS:
     """The CKKS parameters a plan was optimized for; absent ones (None) are not written.
 
     ``levels`` and ``bootstrap`` describe the bootstrapping configuration (levels after bootstrap),
-    ``precision_bits`` its measured precision, ``cost_table`` the table the plan was priced with.
+    ``precision_bits`` its measured precision, ``cost_table`` the table the plan was priced with and
+    ``cost_machine`` the key of the machine that measured it (absent in plans made before it was recorded,
+    which were all priced with shipped tables).
     """
 
     ring_dimension: int | None = None
@@ -91,6 +93,7 @@ class PlanCKKS:
     secret_key_dist: str | None = None
     slots: int | None = None
     cost_table: str | None = None
+    cost_machine: str | None = None
     precision_bits: float | None = None
     levels: int | None = None
     bootstrap: bool | None = None
@@ -107,7 +110,7 @@ class PlanCKKS:
             raise DataError(f"{origin}: 'ckks' is not an object")
         converters = {"ring_dimension": int, "security_bits": int, "scale_bits": int, "first_mod_bits": int,
                       "level_budget": lambda v: tuple(int(x) for x in v), "secret_key_dist": str, "slots": int,
-                      "cost_table": str, "precision_bits": float, "levels": int, "bootstrap": bool}
+                      "cost_table": str, "cost_machine": str, "precision_bits": float, "levels": int, "bootstrap": bool}
         return cls(**_typed_fields(cls, doc, converters, f"{origin}: ckks"))
 
 

@@ -25,6 +25,7 @@ from olafhe.core.planning.plan import Plan, PlanCKKS
 from olafhe.jobs.backend import cost_table
 from olafhe.jobs.infer import run_infer
 from olafhe.jobs.latency import predict_plan_seconds
+from olafhe.jobs.measure_costs import merge_cost_tables
 from olafhe.jobs.optimize import _plan_ckks_for
 from olafhe.jobs.quick_costs import bootstrap_configurations, quick_runs, quick_slot_counts
 
@@ -145,3 +146,25 @@ def test_plan_priced_on_another_machine_warns_in_infer_and_latency(small_cnn_pla
     assert not [w for w in caught if "the plan was priced" in str(w.message)]   # priced here: no warning
     with pytest.warns(CostTableWarning, match="the plan was priced"):
         predict_plan_seconds(config, plan, "openfhe")
+
+
+def test_cli_prints_olafhe_warnings_as_one_line(monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture) -> None:
+    from olafhe.cli_common import print_olafhe_warnings
+
+    monkeypatch.setattr(warnings, "showwarning", warnings.showwarning)   # restored after the test
+    print_olafhe_warnings()
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.warn("priced on amd-epyc-t2", CostTableWarning, stacklevel=1)
+    assert capsys.readouterr().err == "olafhe: warning: priced on amd-epyc-t2\n"
+
+
+def test_merge_into_this_machines_older_table_keeps_the_new_measurements() -> None:
+    old = CostTable("openfhe", 4096, {"multiply": {1: 1.0, 2: 2.0}}, {3: 10.0}, machine={"key": "old-t2"},
+                    created="2026-01-01")
+    new = CostTable("openfhe", 4096, {"multiply": {2: 5.0}}, {3: 7.0, 5: 9.0}, machine={"key": XEON_KEY},
+                    created="2026-02-01")
+    merged = merge_cost_tables([old, new], prefer="last")
+    assert merged.ops == {"multiply": {1: 1.0, 2: 5.0}} and merged.bootstrap == {3: 7.0, 5: 9.0}
+    assert merged.machine_key == XEON_KEY and merged.params["merged_from"] == 2

@@ -134,18 +134,22 @@ def measure_cost_table(
     info = getattr(backend, "context_info", None)
     if callable(info):
         params["context"] = _jsonable(info())
-    machine = machine_description(backend.params.threads)
-    machine.update({
-        "loadavg_1m_before": round(load_before, 2),
-        "loadavg_1m_after": round(os.getloadavg()[0], 2),
-        "peak_rss_mb": round(peak_rss_mb(), 1),
-    })
     sparse = caps.slots < caps.ring_dimension // 2
     return CostTable(
         backend=backend.name, ring_dimension=caps.ring_dimension, ops=ops, bootstrap={} if sparse else boot,
-        machine=machine, params=params, created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        machine=_machine(backend, load_before), params=params,
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         sparse_bootstrap={caps.slots: boot} if sparse and boot else {},
     )
+
+
+def _machine(backend: Backend, load_before: float) -> dict:
+    """The machine a measurement ran on (its key and threads included) and how busy it was."""
+    return machine_description(backend.params.threads) | {
+        "loadavg_1m_before": round(load_before, 2),
+        "loadavg_1m_after": round(os.getloadavg()[0], 2),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+    }
 
 
 def _measure_bootstrap(client: Any, ev: Any, caps: Capabilities, x: np.ndarray, repeats: int,

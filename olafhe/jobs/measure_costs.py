@@ -19,7 +19,8 @@ plugin) can be measured. Conventions, shared with the simulator's operation coun
 * every number is the minimum over ``repeats`` runs (robust to other processes on the machine);
   the 1-minute load average before and after is stored with the table.
 
-Run as a script to measure and save (or merge into) a table::
+``olafhe costs CONFIG [--quick]`` measures this machine's table (see :mod:`olafhe.jobs.quick_costs`); run
+as a script to measure one configuration and save (or merge into) a table anywhere::
 
     python -m olafhe.jobs.measure_costs --backend openfhe --set ckks.levels=5 --merge-into FILE
 """

@@ -14,20 +14,24 @@ from pathlib import Path
 
 import pytest
 
-from olafhe import cli
-from olafhe.backends.simulator import SimulatorBackend
-from olafhe.core.config import load_config
-from olafhe.core.contract.ckks import CKKSParams
-from olafhe.core.errors import ConfigError, CostTableWarning
-from olafhe.core.planning import machine
-from olafhe.core.planning.costs import CostTable, load_cost_table, machine_cost_table_path
-from olafhe.core.planning.plan import Plan, PlanCKKS
-from olafhe.jobs.backend import cost_table
-from olafhe.jobs.infer import run_infer
-from olafhe.jobs.latency import predict_plan_seconds
-from olafhe.jobs.measure_costs import merge_cost_tables
-from olafhe.jobs.optimize import _plan_ckks_for
-from olafhe.jobs.quick_costs import bootstrap_configurations, quick_runs, quick_slot_counts
+from olafhe.backends.openfhe.common import load_openfhe
+
+load_openfhe()   # before anything starts libgomp: OMP_WAIT_POLICY=PASSIVE (see test_openfhe_backend.py)
+
+from olafhe import cli  # noqa: E402
+from olafhe.backends.simulator import SimulatorBackend  # noqa: E402
+from olafhe.core.config import load_config  # noqa: E402
+from olafhe.core.contract.ckks import CKKSParams  # noqa: E402
+from olafhe.core.errors import ConfigError, CostTableWarning  # noqa: E402
+from olafhe.core.planning import machine  # noqa: E402
+from olafhe.core.planning.costs import CostTable, load_cost_table, machine_cost_table_path  # noqa: E402
+from olafhe.core.planning.plan import Plan, PlanCKKS  # noqa: E402
+from olafhe.jobs.backend import cost_table  # noqa: E402
+from olafhe.jobs.infer import run_infer  # noqa: E402
+from olafhe.jobs.latency import predict_plan_seconds  # noqa: E402
+from olafhe.jobs.measure_costs import merge_cost_tables  # noqa: E402
+from olafhe.jobs.optimize import _plan_ckks_for  # noqa: E402
+from olafhe.jobs.quick_costs import bootstrap_configurations, quick_runs, quick_slot_counts  # noqa: E402
 
 XEON = "Intel(R) Xeon(R) Platinum 8375C CPU @ 2.90GHz"
 XEON_KEY = "intel-xeon-platinum-8375c-t2"

@@ -9,7 +9,7 @@ import numpy as np
 from olafhe.core.config import Config
 from olafhe.core.errors import OlafheError
 from olafhe.core.planning.plan import Plan
-from olafhe.jobs.backend import make_backend, warn_if_priced_elsewhere
+from olafhe.jobs.backend import make_backend
 from olafhe.jobs.infer import run_infer
 from olafhe.jobs.predict import predict
 from olafhe.jobs.safety import check_plan_safety
@@ -24,15 +24,14 @@ def run_evaluate(config: Config, plan: Plan | None, limit: int | None, progress:
     calibration images (:func:`~olafhe.jobs.safety.check_plan_safety`): margins and failures.
 
     Any other ``backend`` than the simulator runs encrypted inference instead (:func:`run_infer`). A plan
-    made for another model or checkpoint is refused before any simulation (:func:`check_plan`); one priced
-    with another machine's cost table is warned about (:func:`warn_if_priced_elsewhere`).
+    made for another model or checkpoint is refused before any simulation (:func:`check_plan`). Accuracy does
+    not depend on where the plan was priced, so no cost-table warning here (``infer`` gives it).
     """
     loaded = loaded or load(config)
     if backend != "simulator":
         return run_infer(config, plan, limit or 1, backend, progress=progress, loaded=loaded)
     if plan is not None:
         check_plan(config, loaded, plan)
-        warn_if_priced_elsewhere(config, plan)
     x, y = test_set(loaded.data_dir, limit)
     t0 = time.perf_counter()
     noise = None

@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from olafhe.cli_common import add_common_arguments, emit, load_command_config, load_plan, log
+from olafhe.cli_common import add_common_arguments, emit, load_command_config, load_plan, log, print_olafhe_warnings
 from olafhe.core.errors import OlafheError
 
 
@@ -134,18 +134,18 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_costs(args: argparse.Namespace) -> int:
-    from olafhe.core.planning.costs import cost_table_filename
-    from olafhe.jobs.backend import make_backend
-    from olafhe.jobs.measure_costs import measure_cost_table
+    from olafhe.jobs.quick_costs import run_costs
 
     config = load_command_config(args)
-    backend = make_backend(config, args.backend)
     levels = [int(v) for v in args.levels.split(",")] if args.levels else None
-    table = measure_cost_table(backend, levels=levels, bootstrap=backend.capabilities().bootstrapping)
-    out = Path(args.out) if args.out else Path(__file__).parent / "costs" / cost_table_filename(
-        backend.name, backend.params.ring_dimension)
-    table.save(out)
-    print(f"cost table written to {out}")
+    slots = [int(v) for v in args.slots.split(",")] if args.slots else None
+    table, path, merged = run_costs(config, args.backend, args.quick, levels, slots, args.out, log=log,
+                                    progress=not args.no_progress)
+    print(f"cost table for machine {table.machine_key} written to {path}"
+          f"{' (merged into the table already there)' if merged else ''}")
+    seconds = table.params.get("calibration", {}).get("seconds")
+    if seconds is not None:
+        print(f"quick calibration took {seconds:.0f} s")
     return 0
 
 
@@ -199,11 +199,14 @@ def _add_run_commands(sub: argparse._SubParsersAction) -> None:
     sp.add_argument("--out")
     sp.set_defaults(fn=cmd_run)
 
-    sp = sub.add_parser("costs", help="measure a backend's per-operation cost table")
+    sp = sub.add_parser("costs", help="measure this machine's per-operation cost table")
     add_common_arguments(sp)
     sp.add_argument("--backend")
-    sp.add_argument("--levels", help="comma-separated levels to measure")
-    sp.add_argument("--out")
+    sp.add_argument("--quick", action="store_true",
+                    help="measure only what plans are priced with (minutes at N=2^16; see olafhe.jobs.quick_costs)")
+    sp.add_argument("--levels", help="comma-separated levels to measure (full calibration)")
+    sp.add_argument("--slots", help="comma-separated slot counts to bootstrap over (--quick; default 2^14 and N/2)")
+    sp.add_argument("--out", help="write here instead of this machine's table ($OLAFHE_COSTS/<machine key>/)")
     sp.set_defaults(fn=cmd_costs)
 
 
@@ -243,6 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    print_olafhe_warnings()
     try:
         return int(args.fn(args) or 0)
     except OlafheError as exc:

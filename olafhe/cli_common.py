@@ -5,10 +5,29 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
+
+
+def print_olafhe_warnings() -> None:
+    """Show olafhe's warnings as one ``olafhe: warning: ...`` line on stderr (others as Python does)."""
+    shown = warnings.showwarning
+    if getattr(shown, "olafhe", False):
+        return
+
+    def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001, ANN202
+        from olafhe.core.errors import OlafheWarning
+
+        if issubclass(category, OlafheWarning):
+            log(f"olafhe: warning: {message}")
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    show.olafhe = True  # type: ignore[attr-defined]
+    warnings.showwarning = show
 
 
 def load_command_config(args: argparse.Namespace):  # noqa: ANN202

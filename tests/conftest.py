@@ -23,6 +23,7 @@ from olafhe.core.config import load_config, resolve_data_dir
 from olafhe.core.errors import DataError, ShapeError
 from olafhe.core.graph.fx_import import import_model
 from olafhe.core.graph.ir import Graph
+from olafhe.core.planning.machine import COSTS_ENV
 from olafhe.data import balanced_subset, load_cifar10, to_tensor
 from olafhe.models import build_model
 
@@ -39,6 +40,16 @@ class Batch(NamedTuple):
     x: torch.Tensor      # normalized float32 NCHW
     y: np.ndarray        # int64 labels
     raw: np.ndarray      # uint8 NHWC
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shipped_cost_tables_only(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+    """Tests price plans with the shipped cost tables, whatever this machine measured: ``$OLAFHE_COSTS`` is
+    an empty directory."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv(COSTS_ENV, str(tmp_path_factory.mktemp("costs")))
+    yield
+    patch.undo()
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""Exception types. Every user-facing failure is an :class:`OlafheError` with a one-line message.
+"""Exception and warning types. Every user-facing failure is an :class:`OlafheError` with a one-line message.
 
 The CLI prints ``str(error)`` and exits non-zero, so messages must name the offending thing
 (the config key, the file, the plugin name, the shape) and, where possible, what to do instead.
@@ -55,3 +55,11 @@ class UnsafePlanError(OlafheError):
 
 class MismatchError(OlafheError):
     """An artefact (keys, ciphertext) belongs to another plan, key set, backend or CKKS configuration."""
+
+
+class OlafheWarning(UserWarning):
+    """Base class of warnings the CLI prints as one ``olafhe: warning: ...`` line."""
+
+
+class CostTableWarning(OlafheWarning):
+    """Plans are priced, or were priced, with a cost table measured on another machine."""

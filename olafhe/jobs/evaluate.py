@@ -24,7 +24,8 @@ def run_evaluate(config: Config, plan: Plan | None, limit: int | None, progress:
     calibration images (:func:`~olafhe.jobs.safety.check_plan_safety`): margins and failures.
 
     Any other ``backend`` than the simulator runs encrypted inference instead (:func:`run_infer`). A plan
-    made for another model or checkpoint is refused before any simulation (:func:`check_plan`).
+    made for another model or checkpoint is refused before any simulation (:func:`check_plan`). Accuracy does
+    not depend on where the plan was priced, so no cost-table warning here (``infer`` gives it).
     """
     loaded = loaded or load(config)
     if backend != "simulator":

@@ -15,9 +15,9 @@ from olafhe.core.config import Config
 from olafhe.core.contract.backend import Backend, Client, Evaluator
 from olafhe.core.errors import ConfigError, DataError
 from olafhe.core.planning.ckks import images_per_ciphertext
-from olafhe.core.planning.costs import machine_description
+from olafhe.core.planning.machine import machine_description
 from olafhe.core.planning.plan import Plan
-from olafhe.jobs.backend import check_runnable, cost_table, make_backend
+from olafhe.jobs.backend import check_runnable, cost_table, make_backend, warn_if_priced_elsewhere
 from olafhe.jobs.latency import predict_program_seconds
 from olafhe.jobs.memory import peak_rss_mb, reset_peak_rss
 from olafhe.jobs.predict import predict
@@ -45,12 +45,14 @@ def run_infer(config: Config, plan: Plan | None, limit: int, backend_name: str |
     :func:`~olafhe.core.planning.ckks.images_per_ciphertext`); the result gives seconds per ciphertext and
     per image. With ``safety.enabled`` those images are first traced on the simulator and the plan is
     refused (:class:`~olafhe.core.errors.UnsafePlanError`) before key generation when a numeric check fails.
-    A plan made for another model or checkpoint is refused before any key generation (:func:`check_plan`).
+    A plan made for another model or checkpoint is refused before any key generation (:func:`check_plan`);
+    one priced with another machine's cost table is warned about (:func:`warn_if_priced_elsewhere`).
     """
     if plan is None:
         raise ConfigError("infer needs --plan PLAN.json (create one with `olafhe optimize`)")
     loaded = loaded or load(config)
     check_plan(config, loaded, plan)
+    warn_if_priced_elsewhere(config, plan)
     batch = images_per_ciphertext(config, loaded.graph, plan, limit)
     backend = make_backend(config, backend_name, plan, loaded.graph, batch)
     caps = check_runnable(plan, backend)

@@ -12,7 +12,7 @@ from olafhe.core.contract.backend import Backend
 from olafhe.core.contract.ckks import CKKSParams
 from olafhe.core.planning.costs import CostTable
 from olafhe.core.planning.plan import Plan
-from olafhe.jobs.backend import check_runnable, cost_table, make_backend
+from olafhe.jobs.backend import check_runnable, cost_table, make_backend, warn_if_priced_elsewhere
 from olafhe.jobs.workspace import Loaded, check_plan, load, test_set
 
 
@@ -24,10 +24,12 @@ def predict_plan_seconds(config: Config, plan: Plan, backend_name: str, loaded: 
     The plan is compiled as :func:`~olafhe.jobs.infer.run_infer` would for that backend (its slots,
     Chebyshev depths and rotation-key budget), so a plan optimized against one library's costs can be
     priced on another. Refuses, like ``infer``, a plan the backend cannot run (bootstraps without
-    bootstrapping, levels) or one made for another model or checkpoint.
+    bootstrapping, levels) or one made for another model or checkpoint, and warns about one priced with
+    another machine's cost table (the prediction itself uses this machine's table when there is one).
     """
     loaded = loaded or load(config)
     check_plan(config, loaded, plan)
+    warn_if_priced_elsewhere(config, plan)
     backend = make_backend(config, backend_name, plan, loaded.graph, batch)
     caps = check_runnable(plan, backend)
     program = compile_program(loaded.graph, {ly.name: ly for ly in plan.layers}, caps.slots // batch,

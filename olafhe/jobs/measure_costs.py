@@ -19,7 +19,8 @@ plugin) can be measured. Conventions, shared with the simulator's operation coun
 * every number is the minimum over ``repeats`` runs (robust to other processes on the machine);
   the 1-minute load average before and after is stored with the table.
 
-Run as a script to measure and save (or merge into) a table::
+``olafhe costs CONFIG [--quick]`` measures this machine's table (see :mod:`olafhe.jobs.quick_costs`); run
+as a script to measure one configuration and save (or merge into) a table anywhere::
 
     python -m olafhe.jobs.measure_costs --backend openfhe --set ckks.levels=5 --merge-into FILE
 """
@@ -33,7 +34,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from functools import partial
 from typing import Any
@@ -44,7 +45,8 @@ from olafhe.core.contract.backend import Backend, Capabilities, KeyRequest, norm
 from olafhe.core.contract.ckks import CKKSParams
 from olafhe.core.errors import ConfigError, DataError, OlafheError
 from olafhe.core.planning.ckks import resolve_ckks
-from olafhe.core.planning.costs import CostTable, machine_description
+from olafhe.core.planning.costs import CostTable
+from olafhe.core.planning.machine import machine_description
 from olafhe.jobs.memory import peak_rss_mb
 
 CHEBYSHEV_DEGREES = (3, 7, 15, 31, 63)
@@ -91,18 +93,26 @@ def measure_cost_table(
     progress: bool = True,
     chebyshev_degrees: Sequence[int] = CHEBYSHEV_DEGREES,
     hoist_batch: int = HOIST_BATCH,
+    chebyshev_levels: Mapping[int, Sequence[int]] | None = None,
+    long_repeats: int | None = None,
 ) -> CostTable:
-    """Time every contract operation of ``backend`` at each level; see the module docstring."""
+    """Time every contract operation of ``backend`` at each of ``levels`` (None: all; []: none, e.g. a
+    bootstrap-only run); see the module docstring.
+
+    ``chebyshev_levels`` ({degree: levels}) replaces the default Chebyshev measurements (each of
+    ``chebyshev_degrees`` at the top and lowest level that fit); ``long_repeats`` is the number of runs
+    of each bootstrap and Chebyshev series (default: ``min(repeats, 2)`` bootstraps, ``repeats`` series).
+    """
     log = _Log(progress)
     caps = backend.capabilities()
     top = caps.max_level
     levels = sorted(set(range(top + 1) if levels is None else levels))
-    if not levels or levels[0] < 0 or levels[-1] > top:
+    if levels and (levels[0] < 0 or levels[-1] > top):
         raise ConfigError(f"levels to measure must lie in 0..{top} (the backend's max_level), got {levels}")
     do_boot = bool(bootstrap and caps.bootstrapping)
     load_before = os.getloadavg()[0]
     steps = list(range(1, hoist_batch + 1))
-    request = KeyRequest(rotations=normalize_rotations(steps, caps.slots), bootstrap=do_boot)
+    request = KeyRequest(rotations=normalize_rotations(steps if levels else [], caps.slots), bootstrap=do_boot)
     log(f"{caps.describe()}: key generation (bootstrap keys: {do_boot})")
     t = time.perf_counter()
     client, ev = backend.keygen(request)
@@ -111,29 +121,36 @@ def measure_cost_table(
 
     rng = np.random.default_rng(0)
     x, y, w = (rng.uniform(-0.5, 0.5, caps.slots) for _ in range(3))
-    boot, extra, refreshed = _measure_bootstrap(client, ev, caps, x, repeats, log) if do_boot else ({}, {}, None)
+    boot_runs = long_repeats or min(repeats, 2)
+    boot, extra, refreshed = _measure_bootstrap(client, ev, caps, x, boot_runs, log) if do_boot else ({}, {}, None)
     operands = partial(_operands, client, ev, top, refreshed, x, y)
     ops = _measure_levels(ev, levels, operands, w, steps, repeats, log)
-    ops.update(_measure_chebyshev(ev, chebyshev_degrees, top, operands, rng, repeats, log))
+    if chebyshev_levels is None:
+        chebyshev_levels = {d: sorted({top, ev.chebyshev_depth(d)}) for d in chebyshev_degrees
+                            if ev.chebyshev_depth(d) <= top}
+    ops.update(_measure_chebyshev(ev, chebyshev_levels, operands, rng, long_repeats or repeats, log))
 
     params: dict[str, Any] = {"ckks": _jsonable(backend.params), "keygen_seconds": round(keygen_s, 2),
                               "repeats": repeats, "statistic": "min", **extra}
     info = getattr(backend, "context_info", None)
     if callable(info):
         params["context"] = _jsonable(info())
-    machine = machine_description()
-    machine.update({
-        "threads": backend.params.threads or os.environ.get("OMP_NUM_THREADS") or os.cpu_count(),
-        "loadavg_1m_before": round(load_before, 2),
-        "loadavg_1m_after": round(os.getloadavg()[0], 2),
-        "peak_rss_mb": round(peak_rss_mb(), 1),
-    })
     sparse = caps.slots < caps.ring_dimension // 2
     return CostTable(
         backend=backend.name, ring_dimension=caps.ring_dimension, ops=ops, bootstrap={} if sparse else boot,
-        machine=machine, params=params, created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        machine=_machine(backend, load_before), params=params,
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         sparse_bootstrap={caps.slots: boot} if sparse and boot else {},
     )
+
+
+def _machine(backend: Backend, load_before: float) -> dict:
+    """The machine a measurement ran on (its key and threads included) and how busy it was."""
+    return machine_description(backend.params.threads) | {
+        "loadavg_1m_before": round(load_before, 2),
+        "loadavg_1m_after": round(os.getloadavg()[0], 2),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+    }
 
 
 def _measure_bootstrap(client: Any, ev: Any, caps: Capabilities, x: np.ndarray, repeats: int,
@@ -144,7 +161,7 @@ def _measure_bootstrap(client: Any, ev: Any, caps: Capabilities, x: np.ndarray, 
     ct = ev.multiply_scalar(client.encrypt(x, 1), 1.0) if top >= 1 else client.encrypt(x, 0)
     seconds, worst, sq = math.inf, 0.0, 0.0
     refreshed = None
-    runs = max(1, min(repeats, 2))
+    runs = max(1, repeats)
     for _ in range(runs):
         t = time.perf_counter()
         refreshed = ev.bootstrap(ct)
@@ -200,19 +217,17 @@ def _measure_levels(ev: Any, levels: list[int], operands: Callable[[int], tuple[
     return ops
 
 
-def _measure_chebyshev(ev: Any, degrees: Sequence[int], top: int, operands: Callable[[int], tuple[Any, Any]],
+def _measure_chebyshev(ev: Any, levels_of: Mapping[int, Sequence[int]], operands: Callable[[int], tuple[Any, Any]],
                        rng: np.random.Generator, repeats: int, log: _Log) -> dict[str, dict[int, float]]:
-    """Seconds of one whole Chebyshev series of each degree that fits, at the top and lowest levels."""
+    """Seconds of one whole Chebyshev series of each degree at each of its levels (``levels_of``)."""
     ops: dict[str, dict[int, float]] = {}
-    for d in degrees:
-        depth = ev.chebyshev_depth(d)
-        if depth > top:
-            continue
+    for d, levels in sorted(levels_of.items()):
         coeffs = rng.uniform(-1.0, 1.0, d + 1) / np.arange(1, d + 2) ** 2
-        for lv in sorted({top, depth}):
+        for lv in sorted(levels):
             a = operands(lv)[0]
             ops.setdefault(f"chebyshev_{d}", {})[lv] = _best(partial(ev.chebyshev, a, coeffs), repeats)
-            log(f"chebyshev degree {d} (depth {depth}) at level {lv}: {ops[f'chebyshev_{d}'][lv]:.3f} s")
+            log(f"chebyshev degree {d} (depth {ev.chebyshev_depth(d)}) at level {lv}: "
+                f"{ops[f'chebyshev_{d}'][lv]:.3f} s")
     return ops
 
 
@@ -230,48 +245,55 @@ def _measure_hoisted(ev: Any, a: Any, steps: list[int], repeats: int) -> tuple[f
     return pre_best, per_best
 
 
+def _pick(prefer: str, old: float | None, new: float) -> float:
+    """The entry a merge keeps when ``old`` (None: absent) meets ``new`` (see :func:`merge_cost_tables`)."""
+    if old is None or prefer == "last":
+        return new
+    return min(old, new) if prefer == "min" else old
+
+
 def merge_cost_tables(tables: Iterable[CostTable], prefer: str = "first") -> CostTable:
     """One table from several runs of the same backend and ring dimension.
 
     ``prefer="first"`` (runs of different configurations): per (kind, level) the first table wins and
     later tables fill what it lacks; ``bootstrap`` (and ``sparse_bootstrap`` per slot count) is the
-    union keyed by level after bootstrapping (later tables win). ``prefer="min"`` (repeated runs of one
-    configuration on a shared machine): the minimum of every entry, the least disturbed measurement.
-    ``params["configs"]`` keeps every run's parameters and machine so nothing measured is lost.
+    union keyed by level after bootstrapping (later tables win). ``prefer="last"`` (a new measurement
+    into an older table of the same machine): later tables win everywhere, and the table takes the last
+    one's machine. ``prefer="min"`` (repeated runs of one configuration on a shared machine): the minimum
+    of every entry, the least disturbed measurement. ``params["configs"]`` keeps every run's parameters
+    and machine so nothing measured is lost.
     """
-    if prefer not in ("first", "min"):
-        raise DataError(f"merge_cost_tables: prefer must be 'first' or 'min', got {prefer!r}")
+    if prefer not in ("first", "last", "min"):
+        raise DataError(f"merge_cost_tables: prefer must be 'first', 'last' or 'min', got {prefer!r}")
     tables = list(tables)
     if not tables:
         raise DataError("merge_cost_tables needs at least one table")
     first = tables[0]
     for t in tables[1:]:
         if (t.backend, t.ring_dimension) != (first.backend, first.ring_dimension):
-            raise DataError(
-                f"cannot merge cost tables of {t.backend}-N{t.ring_dimension} into "
-                f"{first.backend}-N{first.ring_dimension}"
-            )
+            raise DataError(f"cannot merge cost tables of {t.name} into {first.name}")
     ops: dict[str, dict[int, float]] = {}
     boot: dict[int, float] = {}
     sparse: dict[int, dict[int, float]] = {}
     configs: list[dict] = []
+    boot_rule = "min" if prefer == "min" else "last"
     for t in tables:
         for kind, table in t.ops.items():
             dst = ops.setdefault(kind, {})
             for lv, v in table.items():
-                dst[lv] = min(v, dst.get(lv, math.inf)) if prefer == "min" else dst.get(lv, v)
+                dst[lv] = _pick(prefer, dst.get(lv), v)
         for lv, v in t.bootstrap.items():
-            boot[lv] = min(v, boot.get(lv, math.inf)) if prefer == "min" else v
+            boot[lv] = _pick(boot_rule, boot.get(lv), v)
         for n, table in t.sparse_bootstrap.items():
             dst = sparse.setdefault(n, {})
             for lv, v in table.items():
-                dst[lv] = min(v, dst.get(lv, math.inf)) if prefer == "min" else v
+                dst[lv] = _pick(boot_rule, dst.get(lv), v)
         runs = t.params.get("configs") or [{"params": t.params, "machine": t.machine, "created": t.created}]
         configs.extend(runs)
     params = {"merged_from": len(configs), "configs": configs}
     return CostTable(backend=first.backend, ring_dimension=first.ring_dimension, ops=ops, bootstrap=boot,
-                     machine=first.machine, params=params, created=max(t.created for t in tables),
-                     sparse_bootstrap=sparse)
+                     machine=(tables[-1] if prefer == "last" else first).machine, params=params,
+                     created=max(t.created for t in tables), sparse_bootstrap=sparse)
 
 
 # ------------------------------------------------------------------------------------------------ CLI
@@ -304,8 +326,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--chebyshev", default=",".join(map(str, CHEBYSHEV_DEGREES)), help="degrees ('' for none)")
     ap.add_argument("--out", default="", help="write the table here")
     ap.add_argument("--merge-into", default="", help="merge into this table (the new run fills gaps)")
-    ap.add_argument("--prefer", choices=("first", "min"), default="first",
-                    help="merge rule: existing entries win (first) or the minimum of both runs (min)")
+    ap.add_argument("--prefer", choices=("first", "last", "min"), default="first",
+                    help="merge rule: existing entries win (first), the new run wins (last) or the minimum (min)")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
     try:

@@ -137,11 +137,10 @@ def _bootstrap_configs(config: Config, caps: Capabilities, costs: CostTable,
 def _plan_ckks_for(backend: Backend, caps: Capabilities, costs: CostTable,
                    batch: int) -> Callable[[int | None], PlanCKKS]:
     """The CKKS parameters a plan bootstrapping to a level (None: leveled) records."""
-    name = f"{costs.backend}-N{costs.ring_dimension}"
 
     def ckks_for(level_after: int | None) -> PlanCKKS:
         measured = costs.bootstrap_params(level_after) if level_after is not None else None
-        return plan_ckks(backend.params, caps, name, measured, batch)
+        return plan_ckks(backend.params, caps, costs.name, measured, costs.machine_key, batch)
 
     return ckks_for
 

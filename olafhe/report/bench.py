@@ -28,7 +28,7 @@ from tqdm import tqdm
 from olafhe.core.config import Config, load_config
 from olafhe.core.contract.registry import registry
 from olafhe.core.errors import ConfigError, DataError, OlafheError, PluginError
-from olafhe.core.planning.costs import machine_description
+from olafhe.core.planning.machine import machine_description
 from olafhe.core.planning.plan import Plan, PlanPredicted
 from olafhe.jobs.backend import approximator_for
 from olafhe.jobs.evaluate import run_evaluate

@@ -105,15 +105,17 @@ def resolve_ckks(config: Config, plan: Plan | None = None, graph: Graph | None =
 
 
 def plan_ckks(params: CKKSParams, caps: Capabilities, cost_table: str,
-              measured: CKKSParams | None = None, batch: int = 1) -> PlanCKKS:
+              measured: CKKSParams | None = None, cost_machine: str | None = None,
+              batch: int = 1) -> PlanCKKS:
     """The parameters a plan records: ring dimension, security and slots of the backend it was optimized
-    for (``caps`` seen per image), the cost table that priced it, ``batch`` images per ciphertext when
-    more than one, and the scale and bootstrapping configuration (``measured``, the
-    cost table's run that bootstraps to the plan's levels, with its precision, else ``params``)."""
+    for (``caps`` seen per image), the cost table that priced it (and the key of the machine that measured
+    it), ``batch`` images per ciphertext when more than one, and the scale and bootstrapping configuration
+    (``measured``, the cost table's run that bootstraps to the plan's levels, with its precision, else
+    ``params``)."""
     src = measured or params
     precision = measured.extra.get("bootstrap_precision_bits") if measured is not None else None
     return PlanCKKS(ring_dimension=caps.ring_dimension, security_bits=caps.security_bits,
                     scale_bits=src.scale_bits, first_mod_bits=src.first_mod_bits,
                     level_budget=tuple(src.level_budget),  # type: ignore[arg-type]
                     secret_key_dist=src.secret_key_dist, slots=caps.slots, cost_table=cost_table,
-                    precision_bits=precision, batch=batch if batch > 1 else None)
+                    cost_machine=cost_machine, precision_bits=precision, batch=batch if batch > 1 else None)

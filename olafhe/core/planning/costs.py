@@ -1,8 +1,9 @@
 """Per-operation cost tables and the latency cost model.
 
 A cost table gives seconds per operation kind at each level for one backend configuration, measured on
-a machine by ``olafhe costs --backend NAME``. Shipped tables live in ``olafhe/costs/`` as
-``{backend}-N{ring_dimension}.json``::
+a machine by ``olafhe costs CONFIG [--quick]``. Tables measured here live per machine under
+:func:`~olafhe.core.planning.machine.cost_dir` as ``<machine key>/{backend}-N{ring_dimension}.json``
+(:func:`machine_cost_table_path`); shipped tables, the fallback, live in ``olafhe/costs/``::
 
     {"format": "olafhe-costs", "version": 1, "backend": "openfhe", "ring_dimension": 65536,
      "machine": {...}, "created": "2026-11-25T...", "params": {...},
@@ -24,7 +25,6 @@ keeps the sparse bootstrap costs beside the full ones and :meth:`CostTable.for_s
 from __future__ import annotations
 
 import json
-import platform
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from importlib import resources
@@ -35,6 +35,7 @@ import numpy as np
 from olafhe.core.contract.ckks import CKKSParams
 from olafhe.core.errors import DataError
 from olafhe.core.jsonfile import check_format, read_json, save_json
+from olafhe.core.planning.machine import cost_dir, cpu_slug
 from olafhe.core.poly.approximation import chebyshev_nonscalar_mults
 from olafhe.core.poly.chebyshev import chebyshev_depth
 
@@ -84,6 +85,22 @@ class CostTable:
     params: dict = field(default_factory=dict)
     created: str = ""
     sparse_bootstrap: dict[int, dict[int, float]] = field(default_factory=dict)
+
+    @property
+    def machine_key(self) -> str:
+        """The key of the machine that measured this table (derived from its CPU and threads in tables
+        measured before keys were recorded; "unknown" when neither is known)."""
+        if self.machine.get("key"):
+            return str(self.machine["key"])
+        if not self.machine.get("cpu"):
+            return "unknown"
+        threads = self.machine.get("threads")
+        return f"{cpu_slug(str(self.machine['cpu']))}{f'-t{threads}' if threads else ''}"
+
+    @property
+    def name(self) -> str:
+        """``{backend}-N{ring_dimension}``, the name plans record."""
+        return f"{self.backend}-N{self.ring_dimension}"
 
     def for_slots(self, slots: int | None) -> CostTable:
         """This table with the bootstrap costs of ``slots``-slot packing (None or N/2: unchanged).
@@ -233,34 +250,17 @@ def load_cost_table(backend: str, ring_dimension: int, missing_ok: bool = False)
             return None
         raise DataError(
             f"no cost table for backend {backend!r} at ring dimension {ring_dimension}; "
-            f"measure one with `olafhe costs --backend {backend} --set ckks.ring_dimension={ring_dimension}`"
+            f"measure one with `olafhe costs CONFIG --quick --set backend.ckks.ring_dimension={ring_dimension}`"
         )
     return CostTable.from_dict(json.loads(ref.read_text()), origin=name)
 
 
-def machine_description() -> dict:
-    """Where a cost table was measured (CPU model, cores, memory, library versions)."""
-    import os
+def machine_cost_table_path(backend: str, ring_dimension: int, key: str) -> Path:
+    """Where the table of ``backend`` at ``ring_dimension`` measured on machine ``key`` is kept."""
+    return cost_dir() / key / cost_table_filename(backend, ring_dimension)
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem_gb = None
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal"):
-                mem_gb = round(int(line.split()[1]) / 2**20, 1)
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "memory_gb": mem_gb,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-    }
+
+def load_machine_cost_table(backend: str, ring_dimension: int, key: str) -> CostTable | None:
+    """The table measured on machine ``key`` (see :func:`machine_cost_table_path`), None when there is none."""
+    path = machine_cost_table_path(backend, ring_dimension, key)
+    return CostTable.load(path) if path.is_file() else None

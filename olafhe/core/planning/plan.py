@@ -81,7 +81,9 @@ class PlanCKKS:
 
     ``levels`` and ``bootstrap`` describe the bootstrapping configuration (levels after bootstrap),
     ``precision_bits`` its measured precision, ``cost_table`` the table the plan was priced with,
-    ``slots`` the slots of one image and ``batch`` the images per ciphertext it was priced for.
+    ``cost_machine`` the key of the machine that measured it (absent in plans made before it was recorded,
+    which were all priced with shipped tables), ``slots`` the slots of one image and ``batch`` the images
+    per ciphertext it was priced for.
     """
 
     ring_dimension: int | None = None
@@ -92,6 +94,7 @@ class PlanCKKS:
     secret_key_dist: str | None = None
     slots: int | None = None
     cost_table: str | None = None
+    cost_machine: str | None = None
     precision_bits: float | None = None
     levels: int | None = None
     bootstrap: bool | None = None
@@ -109,8 +112,8 @@ class PlanCKKS:
             raise DataError(f"{origin}: 'ckks' is not an object")
         converters = {"ring_dimension": int, "security_bits": int, "scale_bits": int, "first_mod_bits": int,
                       "level_budget": lambda v: tuple(int(x) for x in v), "secret_key_dist": str, "slots": int,
-                      "cost_table": str, "precision_bits": float, "levels": int, "bootstrap": bool,
-                      "batch": int}
+                      "cost_table": str, "cost_machine": str, "precision_bits": float, "levels": int,
+                      "bootstrap": bool, "batch": int}
         return cls(**_typed_fields(cls, doc, converters, f"{origin}: ckks"))
 
 

@@ -26,6 +26,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from olafhe.core.compiler.layout import Layout, compact_layout, diagonals, grid_layout, inherit_layout, plan_bsgs
+from olafhe.core.compiler.presum import anchor_matrix, pools_into_dense, pools_uniformly, presum_steps
 from olafhe.core.compiler.program import ActivationStep, AddStep, Encoding, LinearStep, Program, Step
 from olafhe.core.errors import CapabilityError, OlafheError, UnsupportedLayerError
 from olafhe.core.graph.ir import Graph, linear_operator
@@ -57,10 +58,14 @@ def compile_program(
             raise OlafheError(f"plan has no entry for activation layer(s): {', '.join(missing)}")
     chains, materialized = _fuse_linear(graph)
     operators = {name: _chain_operator(graph, start, names) for name, (start, names) in chains.items()}
+    pooled = {name: graph[start].shape for name, (start, names) in chains.items()
+              if len(names) > 1 and pools_into_dense(graph, names[:-1])}
+    # layouts are chosen for the matrices that run: a pooled classifier reads channel sums at their anchors
+    picking = {n: (anchor_matrix(m, pooled[n]), b) if n in pooled else (m, b) for n, (m, b) in operators.items()}
     order = [n.name for n in graph.nodes if n.name in materialized]
-    value_layout = _assign_layouts(graph, chains, operators, order, slots, layouts)
+    value_layout = _assign_layouts(graph, chains, picking, order, slots, layouts)
     enc_of = _encodings(graph, layers, materialized, order)
-    steps = _steps(graph, order, layers, chains, operators, enc_of, value_layout)
+    steps = _steps(graph, order, layers, chains, operators, enc_of, value_layout, pooled)
     return Program(
         graph_name=graph.name, steps=steps, slots=slots, input_name=graph.input.name,
         input_layout=value_layout[graph.input.name], input_encoding=enc_of[graph.input.name],
@@ -91,7 +96,9 @@ def _fuse_linear(graph: Graph) -> tuple[Chains, set[str]]:
             # fuse only through pure index maps (subsample, channel padding, flatten): fusing two
             # dense maps (e.g. average pooling into the classifier) multiplies their diagonals
             index_only = src in chains and all(graph[n].op in INDEX_OPS for n in chains[src][1])
-            fusable = node.op in INDEX_OPS or index_only
+            # ... except global pooling into a dense layer: rotate-and-sum pools without a level (presum.py)
+            pooled = node.op == "dense" and src in chains and pools_into_dense(graph, chains[src][1])
+            fusable = node.op in INDEX_OPS or index_only or pooled
             if fusable and src in chains and len(consumers[src]) == 1 and src != graph.output:
                 start, names = chains.pop(src)
                 materialized.discard(src)
@@ -260,7 +267,8 @@ def _demand(req: dict[str, Encoding], value: str, enc: Encoding, by: str) -> Non
 
 
 def _steps(graph: Graph, order: list[str], layers: Mapping[str, Any] | None, chains: Chains,
-           operators: Operators, enc_of: dict[str, Encoding], value_layout: dict[str, Layout]) -> list[Step]:
+           operators: Operators, enc_of: dict[str, Encoding], value_layout: dict[str, Layout],
+           pooled: dict[str, tuple[int, ...]]) -> list[Step]:
     steps: list[Step] = []
     for name in order:
         node = graph[name]
@@ -272,13 +280,16 @@ def _steps(graph: Graph, order: list[str], layers: Mapping[str, Any] | None, cha
             layer = None if layers is None else layers[name]
             steps.append(_activation_step(name, node.inputs[0], layer, enc_of[name]))
         else:
-            steps.append(_linear_step(name, chains[name], operators[name], enc_of, value_layout))
+            steps.append(_linear_step(name, chains[name], operators[name], enc_of, value_layout, pooled.get(name)))
     return steps
 
 
 def _linear_step(name: str, chain: tuple[str, list[str]], operator: tuple[sp.csr_matrix, np.ndarray],
-                 enc_of: dict[str, Encoding], value_layout: dict[str, Layout]) -> LinearStep:
-    """The fused operator with its input's and output's encodings absorbed, and its BSGS plan."""
+                 enc_of: dict[str, Encoding], value_layout: dict[str, Layout],
+                 pooled: tuple[int, ...] | None = None) -> LinearStep:
+    """The fused operator with its input's and output's encodings absorbed, and its BSGS plan; a global
+    pooling into a dense layer (``pooled``: the pooled tensor's shape) reads channel sums made by
+    rotate-and-add where the input layout allows (:mod:`~olafhe.core.compiler.presum`)."""
     start, names = chain
     m, bias = operator
     e_in, e_out = enc_of[start], enc_of[name]
@@ -287,9 +298,14 @@ def _linear_step(name: str, chain: tuple[str, list[str]], operator: tuple[sp.csr
     matrix = (m * scale).tocsr()
     bias_enc = e_out.alpha * (bias - row_sums * e_in.beta / e_in.alpha) + e_out.beta
     lay_in, lay_out = value_layout[start], value_layout[name]
+    presum = None
+    if pooled is not None and len(pooled) == 3 and pools_uniformly(matrix, pooled):  # type: ignore[arg-type]
+        presum = presum_steps(lay_in, pooled)  # type: ignore[arg-type]
+    if presum is not None:
+        matrix = anchor_matrix(matrix, pooled)  # type: ignore[arg-type]
     offs = diagonals(matrix, lay_in, lay_out, with_values=False).offsets
     return LinearStep(name, start, tuple(names), matrix, bias_enc, lay_in, lay_out, offs,
-                      plan_bsgs(offs, lay_in.period))
+                      plan_bsgs(offs, lay_in.period), presum=presum or ())
 
 
 def _activation_step(name: str, src: str, layer: Any, enc: Encoding) -> ActivationStep:

@@ -42,6 +42,7 @@ class LinearStep:
     layout_out: Layout
     offsets: np.ndarray
     bsgs: BSGS
+    presum: tuple[int, ...] = ()   # rotate-and-add steps before the diagonals (pooling, no level)
     _diag_cache: Diagonals | None = field(default=None, repr=False)
 
     kind = "linear"
@@ -115,7 +116,7 @@ class Program:
         out: set[int] = set()
         for step in self.steps:
             if isinstance(step, LinearStep):
-                out |= {r % self.slots for r in step.bsgs.rotations if r % self.slots}
+                out |= {r % self.slots for r in (*step.bsgs.rotations, *step.presum) if r % self.slots}
         return frozenset(out)
 
     @property
@@ -149,6 +150,7 @@ class Program:
                     "layout_out": s.layout_out.kind, "diagonals": s.diagonal_count,
                     "baby_rotations": sum(1 for b in s.bsgs.babies if b),
                     "giant_rotations": sum(1 for g in s.bsgs.giants if g), "baby_step": s.bsgs.baby_step,
+                    **({"presum_rotations": len(s.presum)} if s.presum else {}),
                 })
         return rows
 

@@ -110,6 +110,8 @@ def apply_linear(program: Program, step: LinearStep, ev: Evaluator, x: Any) -> A
     diag = step.diagonals(program.cache_diagonals)
     index = {int(k): i for i, k in enumerate(diag.offsets)}
     chains = program.chains
+    for s in step.presum:  # channel sums into their anchors (pooling): rotations and additions, no level
+        x = ev.add(x, ev.rotate(x, s) if chains is None else chains.rotate(ev, x, s))
     x = ev.settle(x)  # one pending rescale now, not one per rotated copy and product
     if chains is None:
         rotated = ev.rotate_hoisted(x, list(step.bsgs.babies))

@@ -50,6 +50,9 @@ def linear_step_seconds(step: LinearStep, costs: CostTable, level: int, chains: 
     else:  # power-of-two key chains (rotation-key memory budget): shared prefixes, no hoisting
         seconds = chains.count(babies, shared=True) * costs.cost("rotate", level)
         seconds += chains.count(giants, shared=False) * costs.cost("rotate", level - 1)
+    presum = [s for s in step.presum if s]  # rotate-and-add pooling before the diagonals
+    rotations = len(presum) if chains is None else chains.count(presum, shared=False)
+    seconds += rotations * costs.cost("rotate", level) + len(presum) * costs.cost("add", level)
     # multiply_plain is measured with a raw vector, so its cost already includes encoding the diagonal
     seconds += d * costs.cost("multiply_plain", level)
     seconds += max(d - 1, 0) * costs.cost("add", level - 1) + costs.cost("add_plain", level - 1)

@@ -7,7 +7,7 @@ import pytest
 
 from olafhe.core.errors import ShapeError
 from olafhe.core.planning.criterion import FlipCriterion, flip_rate, margin_perturbations, margins
-from olafhe.data.augment import crop_flip, mixed
+from olafhe.data.augment import crop_flip, crop_flipped, mixed
 
 
 def test_margins_and_margin_perturbations() -> None:
@@ -54,3 +54,28 @@ def test_mixed_pool_is_seeded_test_like_and_keeps_shapes() -> None:
         assert np.array_equal(out, orig) or np.array_equal(out, orig[:, ::-1])
     with pytest.raises(ValueError, match="uint8"):
         mixed(images.astype(np.float32), seed=0)
+
+
+def test_crop_flipped_pool_is_seeded_and_keeps_every_pixel_value_range() -> None:
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
+    a = crop_flipped(images, seed=3)
+    np.testing.assert_array_equal(a, crop_flipped(images, seed=3))
+    assert a.dtype == np.uint8 and a.shape == images.shape and not np.array_equal(a, images)
+    assert not np.array_equal(a, crop_flipped(images, seed=4))
+    with pytest.raises(ValueError, match="uint8"):
+        crop_flipped(images.astype(np.float32), seed=0)
+
+
+def test_tuning_pool_kind_is_a_checked_setting() -> None:
+    from olafhe.core.config import load_config, resolve_data_dir
+    from olafhe.core.errors import ConfigError
+    from olafhe.jobs.workspace import tuning_pool
+
+    sets = ["optimizer.eval_images=16"]
+    data = resolve_data_dir()
+    crop = tuning_pool(load_config("configs/small_cnn.toml", sets), data)
+    mix = tuning_pool(load_config("configs/small_cnn.toml", [*sets, 'optimizer.tuning_pool="mixed"']), data)
+    assert crop.shape == mix.shape == (16, 3, 32, 32) and not np.array_equal(crop.numpy(), mix.numpy())
+    with pytest.raises(ConfigError, match="tuning_pool"):
+        load_config("configs/small_cnn.toml", ['optimizer.tuning_pool="noise"'])

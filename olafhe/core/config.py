@@ -68,7 +68,9 @@ class OptimizerConfig:
     name: str = "dp"
     accuracy_drop: float = 0.3    # allowed predicted drop in points on unseen images (the tuning criterion)
     eval_images: int = 2000       # held-out training images behind the test-like tuning pool
-    # tuning criterion: predicted drop = coefficient * flip_rate(%) ** exponent (docs/architecture.md)
+    # tuning criterion: predicted drop = coefficient * flip_rate(%) ** exponent on the tuning pool
+    # (mixed or crop-flipped training images); defaults fitted on ResNet-20 (docs/architecture.md)
+    tuning_pool: str = "mixed"
     criterion_coefficient: float = 0.0019
     criterion_exponent: float = 2.0
     leveled: bool = False         # no bootstraps: total depth must fit max_level
@@ -338,6 +340,9 @@ def _validate(config: Config) -> None:
         (config.calibration.bins >= 8, "calibration.bins must be >= 8"),
         (0 <= config.optimizer.accuracy_drop <= 100, "optimizer.accuracy_drop must be in [0, 100] points"),
         (config.optimizer.eval_images > 0, "optimizer.eval_images must be positive"),
+        (config.optimizer.tuning_pool in ("cropflip", "mixed"),
+         f"optimizer.tuning_pool must be 'cropflip' or 'mixed', got {config.optimizer.tuning_pool!r}"),
+        (config.backend.ckks.batch >= 0, "backend.ckks.batch must be >= 0 (0: automatic)"),
         (all(d >= 1 for d in config.approximation.degrees), "approximation.degrees must all be >= 1"),
         (len(config.backend.ckks.level_budget) == 2, "backend.ckks.level_budget must have two entries"),
         (config.run.infer_images >= 0, "run.infer_images must be >= 0"),

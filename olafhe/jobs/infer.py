@@ -67,6 +67,10 @@ def run_infer(config: Config, plan: Plan | None, limit: int, backend_name: str |
         report.raise_if_unsafe("refused before key generation (--set safety.enabled=false runs it anyway)")
         safety = report.to_dict()
     sim_logits = predict(loaded.graph, x, config.data.batch_size, plan)
+    # the simulator's own estimate of the CKKS error: its noise model at the backend's precision
+    noisy = predict(loaded.graph, x, config.data.batch_size, plan, noise_bits=caps.precision_bits)
+    predicted_error = float(np.max(np.abs(noisy - sim_logits))) if len(y) else 0.0
+    log(f"simulator: predicted max logit error {predicted_error:.2e} (noise model at {caps.precision_bits:.1f} bits)")
     predicted = _predicted_per_image(config, program, backend, caps.slots, batch, x[0].numpy())
     reset_peak_rss()  # the peak below is this run's, not that of earlier work in the process
     t_keys = time.perf_counter()
@@ -86,7 +90,8 @@ def run_infer(config: Config, plan: Plan | None, limit: int, backend_name: str |
         "images_per_ciphertext": batch,
         "seconds_per_ciphertext": float(np.mean(tally.seconds)) if tally.seconds else 0.0,
         "backend": backend.name, "security_bits": caps.security_bits, "bootstraps": program.bootstraps,
-        "max_logit_error": tally.max_err, "keygen_seconds": keygen_s, "breakdown": tally.reports,
+        "max_logit_error": tally.max_err, "predicted_max_logit_error": predicted_error,
+        "keygen_seconds": keygen_s, "breakdown": tally.reports,
         "ring_dimension": caps.ring_dimension, "slots": caps.slots, "model": plan.model,
         "approximator": plan.approximator, "optimizer": plan.optimizer, "degrees": plan.degrees,
         "predicted_latency_s": plan.predicted.latency_s, "predicted_seconds_per_image": predicted,

@@ -101,8 +101,8 @@ def run_optimize(config: Config, approximator: str | None = None, optimizer: str
     best, history = _best_over_configs(search, configs)
     plan = best.plan
     plan.predicted = replace(plan.predicted, test_drop=best.predicted_drop, max_test_drop=best.max_drop)
-    plan.extra = PlanExtra(tuning={"images": len(pool), "pool": "mixed", "criterion": _criterion_doc(criterion),
-                                   "budget": best.budget, "history": history},
+    plan.extra = PlanExtra(tuning={"images": len(pool), "pool": config.optimizer.tuning_pool,
+                                   "criterion": _criterion_doc(criterion), "budget": best.budget, "history": history},
                            sensitivity=sens, linear_layers=program.linear_report())
     plan.fingerprint = workspace.fingerprint(config, loaded)
     if config.safety.enabled:  # the numeric model: refuse a plan whose values break CKKS, before any keys
@@ -150,7 +150,7 @@ def _criterion(config: Config, loaded: Loaded, pool: torch.Tensor, log: Log) -> 
     reference = predict(loaded.graph, pool, config.data.batch_size)
     opt = config.optimizer
     crit = FlipCriterion(reference, opt.criterion_coefficient, opt.criterion_exponent)
-    log(f"tuning pool: {len(pool)} mixed training images, plaintext median margin "
+    log(f"tuning pool: {len(pool)} {config.optimizer.tuning_pool} training images, plaintext median margin "
         f"{float(np.median(crit.margins)):.2f}; allowed predicted test-set drop {opt.accuracy_drop} points")
     return crit
 

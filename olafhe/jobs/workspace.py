@@ -29,7 +29,7 @@ from olafhe.core.graph.fx_import import import_model
 from olafhe.core.graph.ir import Graph
 from olafhe.core.planning.fingerprint import ModelFingerprint, check_plan_fingerprint, graph_fingerprint, settings_hash
 from olafhe.core.planning.plan import Plan
-from olafhe.data.augment import mixed
+from olafhe.data.augment import crop_flipped, mixed
 from olafhe.data.cifar import balanced_subset, load_cifar10, to_tensor
 from olafhe.data.paths import cache_dir
 from olafhe.models import build_model
@@ -92,11 +92,13 @@ def calibration_split(config: Config, data_dir: Path) -> tuple[torch.Tensor, np.
 
 def tuning_pool(config: Config, data_dir: Path) -> torch.Tensor:
     """The test-like images the tuning criterion is measured on: the tuning split (held out from the
-    calibration statistics), cropped, flipped and mixed pairwise (:func:`olafhe.data.augment.mixed`)."""
+    calibration statistics), randomly cropped and flipped (``optimizer.tuning_pool = "cropflip"``) or
+    also mixed pairwise (``"mixed"``; :mod:`olafhe.data.augment`)."""
     x, _ = load_cifar10("train_subset", data_dir)
     n_cal, n_tune = config.data.calibration_images, config.optimizer.eval_images
     order = np.random.default_rng(config.data.seed).permutation(len(x))
-    return to_tensor(mixed(x[order[n_cal:n_cal + n_tune]], seed=config.data.seed))
+    make = {"cropflip": crop_flipped, "mixed": mixed}[config.optimizer.tuning_pool]
+    return to_tensor(make(x[order[n_cal:n_cal + n_tune]], seed=config.data.seed))
 
 
 def test_set(data_dir: Path, limit: int | None) -> tuple[torch.Tensor, np.ndarray]:

@@ -74,7 +74,7 @@ def test_tuning_pool_kind_is_a_checked_setting() -> None:
 
     sets = ["optimizer.eval_images=16"]
     data = resolve_data_dir()
-    crop = tuning_pool(load_config("configs/small_cnn.toml", sets), data)
+    crop = tuning_pool(load_config("configs/small_cnn.toml", [*sets, 'optimizer.tuning_pool="cropflip"']), data)
     mix = tuning_pool(load_config("configs/small_cnn.toml", [*sets, 'optimizer.tuning_pool="mixed"']), data)
     assert crop.shape == mix.shape == (16, 3, 32, 32) and not np.array_equal(crop.numpy(), mix.numpy())
     with pytest.raises(ConfigError, match="tuning_pool"):

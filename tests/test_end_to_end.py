@@ -55,7 +55,7 @@ def test_plan_is_consistent(plan: Plan, loaded) -> None:
         assert ly.level_in <= level - 1
         assert ly.level_in >= ly.depth
         level = ly.level_in - ly.depth
-    assert level >= 2  # pooling + classifier
+    assert level >= 1  # the classifier (global pooling folded into it: one level)
     assert plan.predicted.latency_s > 0
     assert plan.predicted.meets_target is True
     assert plan.predicted.test_drop <= plan.predicted.max_test_drop

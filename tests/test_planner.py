@@ -53,7 +53,7 @@ def test_problem_structure_follows_the_residual_graph() -> None:
     act1, act2 = problem.layers
     assert (act1.linear_depth, act1.skip_from) == (1, None)
     assert (act2.linear_depth, act2.skip_from, act2.skip_depth) == (1, "act1", 0)
-    assert problem.tail_depth == 2  # pooling (+flatten), then the classifier
+    assert problem.tail_depth == 1  # the classifier, global pooling folded into it
     assert all(v > 0 for v in act1.linear_seconds_by_level.values())
 
 

@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
 from olafhe.core.compiler.compile import compile_program
 from olafhe.core.compiler.packing import Packing, packed
@@ -66,11 +67,7 @@ def run_infer(config: Config, plan: Plan | None, limit: int, backend_name: str |
         report = check_plan_safety(config, plan, loaded, images=x, program=program, backend_name=backend.name, log=log)
         report.raise_if_unsafe("refused before key generation (--set safety.enabled=false runs it anyway)")
         safety = report.to_dict()
-    sim_logits = predict(loaded.graph, x, config.data.batch_size, plan)
-    # the simulator's own estimate of the CKKS error: its noise model at the backend's precision
-    noisy = predict(loaded.graph, x, config.data.batch_size, plan, noise_bits=caps.precision_bits)
-    predicted_error = float(np.max(np.abs(noisy - sim_logits))) if len(y) else 0.0
-    log(f"simulator: predicted max logit error {predicted_error:.2e} (noise model at {caps.precision_bits:.1f} bits)")
+    sim_logits, predicted_error = _simulator_reference(config, loaded, plan, x, caps.precision_bits, log)
     predicted = _predicted_per_image(config, program, backend, caps.slots, batch, x[0].numpy())
     reset_peak_rss()  # the peak below is this run's, not that of earlier work in the process
     t_keys = time.perf_counter()
@@ -100,6 +97,17 @@ def run_infer(config: Config, plan: Plan | None, limit: int, backend_name: str |
         "encrypted_classes": tally.classes, "seconds": tally.seconds, "rotation_keys": len(program.rotations),
         "machine": machine_description(), "safety": safety,
     }
+
+
+def _simulator_reference(config: Config, loaded: Loaded, plan: Plan, x: torch.Tensor, precision_bits: float,
+                         log: Log) -> tuple[np.ndarray, float]:
+    """The simulator's noise-free logits of ``x`` and its own estimate of the CKKS error: the largest logit
+    change its noise model gives at the backend's precision."""
+    exact = predict(loaded.graph, x, config.data.batch_size, plan)
+    noisy = predict(loaded.graph, x, config.data.batch_size, plan, noise_bits=precision_bits)
+    error = float(np.max(np.abs(noisy - exact))) if len(x) else 0.0
+    log(f"simulator: predicted max logit error {error:.2e} (noise model at {precision_bits:.1f} bits)")
+    return exact, error
 
 
 def _predicted_per_image(config: Config, program: Program, backend: Backend, slots: int, batch: int,

@@ -14,7 +14,8 @@ the optimizer chooses among. The quick calibration measures those and nothing el
   it, as in the shipped tables) and the Chebyshev series at their lowest level when it is first reached;
   the largest configuration also measures every series at its top level; every other slot count is a
   bootstrap-only run;
-* repeats: :data:`QUICK_REPEATS` per elementary operation, one run of each bootstrap and series.
+* repeats: :data:`QUICK_REPEATS` per elementary operation, one timed run of each bootstrap (after an
+  untimed one: the first pays OpenFHE's one-time setup) and series.
 """
 
 from __future__ import annotations

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import warnings
+from typing import NamedTuple
 
+from olafhe.core.compiler.compile import compile_program
+from olafhe.core.compiler.packing import Packing
+from olafhe.core.compiler.program import Program
 from olafhe.core.config import Config
 from olafhe.core.contract.backend import Backend, Capabilities
 from olafhe.core.contract.interfaces import Approximator, DegreeOptimizer
@@ -113,3 +117,26 @@ def approximator_for(config: Config, name: str | None = None) -> Approximator:
 def optimizer_for(config: Config, name: str | None = None) -> DegreeOptimizer:
     cls = registry().get("optimizers", name or config.optimizer.name)
     return cls(**config.optimizer.optimizer_params)
+
+
+class Compiled(NamedTuple):
+    """A plan compiled for a backend: the backend, its (physical) capabilities, the packing of images into its
+    slots and the program of one image."""
+
+    backend: Backend
+    caps: Capabilities
+    packing: Packing
+    program: Program
+
+
+def compile_for_backend(config: Config, graph: Graph, plan: Plan, backend_name: str | None = None,
+                        batch: int = 1) -> Compiled:
+    """``plan`` compiled as every job runs it on ``backend_name`` with ``batch`` images per ciphertext
+    (refused before any work, like :func:`check_runnable`, when the backend cannot run it)."""
+    backend = make_backend(config, backend_name, plan, graph, batch)
+    caps = check_runnable(plan, backend)
+    packing = Packing(batch, caps.slots // batch)
+    program = compile_program(graph, {ly.name: ly for ly in plan.layers}, packing.slots, plan.input_level,
+                              cache_diagonals=caps.ring_dimension <= 2**14,
+                              max_rotation_keys=config.backend.max_rotation_keys)
+    return Compiled(backend, caps, packing, program)

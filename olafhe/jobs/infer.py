@@ -8,8 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from olafhe.core.compiler.compile import compile_program
-from olafhe.core.compiler.packing import Packing, packed
+from olafhe.core.compiler.packing import packed
 from olafhe.core.compiler.program import Program
 from olafhe.core.compiler.runtime import encrypted_batch_inference
 from olafhe.core.config import Config
@@ -18,7 +17,7 @@ from olafhe.core.errors import ConfigError, DataError
 from olafhe.core.planning.ckks import images_per_ciphertext
 from olafhe.core.planning.machine import machine_description
 from olafhe.core.planning.plan import Plan
-from olafhe.jobs.backend import check_runnable, cost_table, make_backend, warn_if_priced_elsewhere
+from olafhe.jobs.backend import compile_for_backend, cost_table, warn_if_priced_elsewhere
 from olafhe.jobs.latency import predict_program_seconds
 from olafhe.jobs.memory import peak_rss_mb, reset_peak_rss
 from olafhe.jobs.predict import predict
@@ -55,12 +54,7 @@ def run_infer(config: Config, plan: Plan | None, limit: int, backend_name: str |
     check_plan(config, loaded, plan)
     warn_if_priced_elsewhere(config, plan)
     batch = images_per_ciphertext(config, loaded.graph, plan, limit)
-    backend = make_backend(config, backend_name, plan, loaded.graph, batch)
-    caps = check_runnable(plan, backend)
-    packing = Packing(batch, caps.slots // batch)
-    program = compile_program(loaded.graph, {ly.name: ly for ly in plan.layers}, packing.slots, plan.input_level,
-                              cache_diagonals=caps.ring_dimension <= 2**14,
-                              max_rotation_keys=config.backend.max_rotation_keys)
+    backend, caps, packing, program = compile_for_backend(config, loaded.graph, plan, backend_name, batch)
     x, y = test_set(loaded.data_dir, limit)
     safety = None
     if config.safety.enabled:   # exactly the images about to be encrypted, before any key exists

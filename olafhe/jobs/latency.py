@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from olafhe.core.compiler.compile import compile_program
 from olafhe.core.compiler.program import Program
 from olafhe.core.compiler.runtime import encrypted_inference
 from olafhe.core.config import Config
@@ -12,7 +11,7 @@ from olafhe.core.contract.backend import Backend
 from olafhe.core.contract.ckks import CKKSParams
 from olafhe.core.planning.costs import CostTable
 from olafhe.core.planning.plan import Plan
-from olafhe.jobs.backend import check_runnable, cost_table, make_backend, warn_if_priced_elsewhere
+from olafhe.jobs.backend import compile_for_backend, cost_table, warn_if_priced_elsewhere
 from olafhe.jobs.workspace import Loaded, check_plan, load, test_set
 
 
@@ -30,10 +29,7 @@ def predict_plan_seconds(config: Config, plan: Plan, backend_name: str, loaded: 
     loaded = loaded or load(config)
     check_plan(config, loaded, plan)
     warn_if_priced_elsewhere(config, plan)
-    backend = make_backend(config, backend_name, plan, loaded.graph, batch)
-    caps = check_runnable(plan, backend)
-    program = compile_program(loaded.graph, {ly.name: ly for ly in plan.layers}, caps.slots // batch,
-                              plan.input_level, max_rotation_keys=config.backend.max_rotation_keys)
+    backend, caps, _, program = compile_for_backend(config, loaded.graph, plan, backend_name, batch)
     x, _ = test_set(loaded.data_dir, 1)
     costs = cost_table(config, backend.name, caps.slots).per_image(batch)
     return predict_program_seconds(program, costs, backend, x[0].numpy())

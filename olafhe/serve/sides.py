@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 
-from olafhe.core.compiler.compile import compile_program
 from olafhe.core.compiler.packing import Packing, packed
 from olafhe.core.compiler.program import Program
 from olafhe.core.compiler.runtime import run_program
@@ -24,7 +23,7 @@ from olafhe.core.contract.backend import Backend, Capabilities, Client, Evaluato
 from olafhe.core.errors import DataError, MismatchError
 from olafhe.core.planning.ckks import images_per_ciphertext
 from olafhe.core.planning.plan import Plan
-from olafhe.jobs.backend import check_runnable, make_backend
+from olafhe.jobs.backend import compile_for_backend
 from olafhe.jobs.workspace import Loaded, load
 from olafhe.serve.artefacts import Binding, Manifest, ckks_record, new_key_id, pack, unpack
 
@@ -73,12 +72,7 @@ def prepare(config: Config, plan: Plan, backend_name: str | None = None, loaded:
     with ``backend.ckks.batch`` (else the plan's, else one) images per ciphertext."""
     loaded = loaded or load(config)
     batch = images_per_ciphertext(config, loaded.graph, plan)
-    backend = make_backend(config, backend_name, plan, loaded.graph, batch)
-    caps = check_runnable(plan, backend)
-    packing = Packing(batch, caps.slots // batch)
-    program = compile_program(loaded.graph, {ly.name: ly for ly in plan.layers}, packing.slots, plan.input_level,
-                              cache_diagonals=caps.ring_dimension <= 2**14,
-                              max_rotation_keys=config.backend.max_rotation_keys)
+    backend, caps, packing, program = compile_for_backend(config, loaded.graph, plan, backend_name, batch)
     return Setup(plan, backend, caps, program, plan.digest(), ckks_record(backend.params), packing)
 
 

@@ -76,6 +76,32 @@ def test_tuning_pool_kind_is_a_checked_setting() -> None:
     data = resolve_data_dir()
     crop = tuning_pool(load_config("configs/small_cnn.toml", [*sets, 'optimizer.tuning_pool="cropflip"']), data)
     mix = tuning_pool(load_config("configs/small_cnn.toml", [*sets, 'optimizer.tuning_pool="mixed"']), data)
-    assert crop.shape == mix.shape == (16, 3, 32, 32) and not np.array_equal(crop.numpy(), mix.numpy())
+    both = tuning_pool(load_config("configs/small_cnn.toml", sets), data)  # the default: both, half each
+    assert crop.images.shape == mix.images.shape == both.images.shape == (16, 3, 32, 32)
+    assert crop.parts == mix.parts == (16,) and both.parts == (8, 8)
+    assert not np.array_equal(crop.images.numpy(), mix.images.numpy())
+    # the default's parts: the first half of the same held-out images, blended, then only crop-flipped
+    for kind, part in (("mixed", both.images[:8]), ("cropflip", both.images[8:])):
+        alone = tuning_pool(load_config("configs/small_cnn.toml", ["optimizer.eval_images=8",
+                                                                   f'optimizer.tuning_pool="{kind}"']), data)
+        np.testing.assert_array_equal(part.numpy(), alone.images.numpy())
     with pytest.raises(ConfigError, match="tuning_pool"):
         load_config("configs/small_cnn.toml", ['optimizer.tuning_pool="noise"'])
+
+
+def test_flip_score_of_a_pool_in_parts_is_the_product_of_their_flip_rates() -> None:
+    rng = np.random.default_rng(2)
+    ref = rng.normal(0, 2, (300, 10))
+    approx = ref + rng.normal(0, 0.4, ref.shape)
+    whole = FlipCriterion(ref, 0.05, 0.6)
+    split = FlipCriterion(ref, 0.05, 0.6, (100, 200))
+    pert = whole.perturbations(approx)
+    a = flip_rate(margins(ref[:100]), pert[:100])
+    b = flip_rate(margins(ref[100:]), pert[100:])
+    assert split.flip_rates(pert) == pytest.approx([a, b])
+    assert split.flip_rate(pert) == pytest.approx(a * b)
+    assert split.predicted_drop(pert) == pytest.approx(0.05 * (a * b) ** 0.6)
+    assert whole.flip_rate(pert) == pytest.approx(flip_rate(margins(ref), pert))
+    assert split.predicted_drop(pert, 2.0) > split.predicted_drop(pert)
+    with pytest.raises(ShapeError, match="parts"):
+        FlipCriterion(ref, 0.05, 0.6, (100, 100))

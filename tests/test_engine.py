@@ -10,6 +10,7 @@ from numpy.polynomial import chebyshev as C
 from olafhe.backends.simulator import SimulatorBackend, simulate_logits
 from olafhe.core.compiler.compile import compile_program
 from olafhe.core.compiler.runtime import encrypted_inference
+from olafhe.core.contract.backend import KeyRequest
 from olafhe.core.contract.ckks import CKKSParams
 from olafhe.core.errors import CapabilityError, OlafheError, OutOfLevelsError
 from olafhe.core.graph.ir import Graph, Node
@@ -126,6 +127,20 @@ def test_bootstrap_refreshes_and_counts() -> None:
     leveled = SimulatorBackend(CKKSParams(ring_dimension=1024, levels=6, bootstrap=False, insecure=True))
     with pytest.raises(CapabilityError):
         leveled.keygen(program.key_request())
+
+
+def test_bootstrap_real_doubles_and_the_series_reads_it_halved() -> None:
+    backend = SimulatorBackend(CKKSParams(ring_dimension=1024, levels=6, bootstrap=True, insecure=True,
+                                          extra={"noise": False}))
+    client, ev = backend.keygen(KeyRequest(bootstrap=True))
+    x = np.linspace(-1.0, 1.0, 512)
+    u = ev.bootstrap_real(client.encrypt(x, 0))
+    assert ev.level(u) == 6
+    np.testing.assert_allclose(client.decrypt(u), 2.0 * x)
+    coeffs = np.array([0.1, 0.5, 0.3, -0.2])
+    out = ev.chebyshev(u, coeffs, doubled=True)
+    assert ev.level(out) == 6 - 2
+    np.testing.assert_allclose(client.decrypt(out), C.chebval(x, coeffs))
 
 
 def test_noise_injection_magnitude() -> None:

@@ -484,6 +484,23 @@ def test_bootstrap_refreshes_to_params_levels(bootstrapping):
     assert ev.counter.counts[("bootstrap", 3)] == 2
 
 
+def test_bootstrap_real_removes_the_imaginary_noise_a_polynomial_turns_into_error(bootstrapping):
+    backend, client, ev = bootstrapping
+    x = np.random.default_rng(1).uniform(-0.9, 0.9, backend.capabilities().slots)
+    ct = ev.level_reduce(ev.multiply_scalar(client.encrypt(x), 1.0), 0)
+    plain, real = ev.bootstrap(ct), ev.bootstrap_real(ct)
+    assert ev.level(real) == ev.level(plain) == 3
+    doubled = client.decrypt(real)
+    assert -math.log2(np.max(np.abs(doubled / 2 - x))) > 12  # twice the value, same precision
+    # a series after the plain bootstrap errs (its imaginary noise), after bootstrap_real it does not
+    coeffs = C.chebinterpolate(lambda t: np.maximum(t, 0.0), 7)
+    err_plain = np.max(np.abs(client.decrypt(ev.chebyshev(plain, coeffs)) - C.chebval(client.decrypt(plain), coeffs)))
+    out = ev.chebyshev(real, coeffs, doubled=True)
+    assert ev.level(out) == 0
+    err_real = np.max(np.abs(client.decrypt(out) - C.chebval(doubled / 2, coeffs)))
+    assert err_real < 1e-10 and err_plain > 10 * err_real, (err_plain, err_real)
+
+
 def test_two_iteration_bootstrap_is_more_precise():
     params = CKKSParams(ring_dimension=N, levels=2, level_budget=(1, 1), slots=8, insecure=True,
                         bootstrap_iterations=2)

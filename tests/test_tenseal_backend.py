@@ -413,6 +413,10 @@ def test_chebyshev_recursion_matches_numpy(degree: int) -> None:
         value, level = ChebyshevProgram(_NumpyOps(), (t, 10), baby).evaluate(coeffs)
         assert level == 10 - depth
         np.testing.assert_allclose(value, C.chebval(t, coeffs), atol=1e-11)
+        # from 2t (a conjugate-adding bootstrap): Dickson powers, same depth, same values
+        value, level = ChebyshevProgram(_NumpyOps(), (2.0 * t, 10), baby, doubled=True).evaluate(coeffs)
+        assert level == 10 - depth
+        np.testing.assert_allclose(value, C.chebval(t, coeffs), atol=1e-11)
 
 
 # --------------------------------------------------------------------------- security, keys, capabilities

@@ -100,15 +100,16 @@ class TracedEvaluator(SimEvaluator):
     def rotate_hoisted(self, a: SimCiphertext, steps: list[int]) -> dict[int, SimCiphertext]:
         return {s: (a if int(s) % self.capabilities.slots == 0 else self.rotate(a, s)) for s in steps}
 
-    def chebyshev(self, a: SimCiphertext, coefficients: np.ndarray) -> SimCiphertext:
+    def chebyshev(self, a: SimCiphertext, coefficients: np.ndarray, doubled: bool = False) -> SimCiphertext:
         coeffs = np.asarray(coefficients, dtype=np.float64)
         depth = self.chebyshev_depth(len(coeffs) - 1)
         self._require(f"Chebyshev series of degree {len(coeffs) - 1}", a.level, depth)
-        self._step.record_poly(self._stage, float(np.max(np.abs(a.values.real))))
+        t = a.values * 0.5 if doubled else a.values
+        self._step.record_poly(self._stage, float(np.max(np.abs(t.real))))
         self._stage += 1
         self.counter.record(f"chebyshev_{len(coeffs) - 1}", a.level)
         with np.errstate(over="ignore", invalid="ignore"):
-            out = C.chebval(a.values, coeffs)
+            out = C.chebval(t, coeffs)
         return self._rec("chebyshev", SimCiphertext(self._rescale_noise(out), a.level - depth))
 
     def bootstrap(self, a: SimCiphertext) -> SimCiphertext:
@@ -121,6 +122,11 @@ class TracedEvaluator(SimEvaluator):
         if self.noise:
             values = values + complex_noise(self.rng, values.shape, 2.0 ** -caps.precision_bits)
         return self._rec("bootstrap", SimCiphertext(values, caps.level_after_bootstrap))
+
+    def bootstrap_real(self, a: SimCiphertext) -> SimCiphertext:
+        """Twice the real part, refreshed: the conjugate added leaves no imaginary noise (as on OpenFHE)."""
+        b = self.bootstrap(a)
+        return self._rec("add", SimCiphertext((2.0 * b.values.real).astype(np.complex128), b.level))
 
 
 def trace_program(program: Program, caps: Capabilities, images: np.ndarray, seed: int = 0,

@@ -220,13 +220,14 @@ class SimEvaluator(SimBytes, Evaluator):
         self.counter.record("level_reduce", a.level)
         return SimCiphertext(a.values, level)
 
-    def chebyshev(self, a: SimCiphertext, coefficients: np.ndarray) -> SimCiphertext:
+    def chebyshev(self, a: SimCiphertext, coefficients: np.ndarray, doubled: bool = False) -> SimCiphertext:
         coeffs = np.asarray(coefficients, dtype=np.float64)
         degree = len(coeffs) - 1
         depth = self.chebyshev_depth(degree)
         self._require(f"Chebyshev series of degree {degree}", a.level, depth)
         self.counter.record(f"chebyshev_{degree}", a.level)
-        return SimCiphertext(self._rescale_noise(C.chebval(a.values, coeffs)), a.level - depth)
+        t = a.values * 0.5 if doubled else a.values
+        return SimCiphertext(self._rescale_noise(C.chebval(t, coeffs)), a.level - depth)
 
     def chebyshev_depth(self, degree: int) -> int:
         return chebyshev_depth(degree)

@@ -63,16 +63,19 @@ class ApproximationConfig:
     approximator_params: dict = field(default_factory=dict)
 
 
+POOL_KINDS = ("mixed+cropflip", "mixed", "cropflip")  # tuning pools (olafhe.jobs.workspace.tuning_pool)
+
+
 @dataclass
 class OptimizerConfig:
     name: str = "dp"
     accuracy_drop: float = 0.3    # allowed predicted drop in points on unseen images (the tuning criterion)
     eval_images: int = 2000       # held-out training images behind the test-like tuning pool
-    # tuning criterion: predicted drop = coefficient * flip_rate(%) ** exponent on the tuning pool
-    # (mixed or crop-flipped training images); defaults fitted on ResNet-20 (docs/architecture.md)
-    tuning_pool: str = "mixed"
-    criterion_coefficient: float = 0.0019
-    criterion_exponent: float = 2.0
+    # tuning criterion: predicted drop = coefficient * flip_score ** exponent on the tuning pool, the score
+    # being the product of the pool's parts' flip rates (%); defaults measured in docs/architecture.md
+    tuning_pool: str = "mixed+cropflip"   # one of POOL_KINDS
+    criterion_coefficient: float = 0.059
+    criterion_exponent: float = 0.57
     leveled: bool = False         # no bootstraps: total depth must fit max_level
     max_level: int = 0            # 0 -> the backend's
     optimizer_params: dict = field(default_factory=dict)
@@ -340,8 +343,8 @@ def _validate(config: Config) -> None:
         (config.calibration.bins >= 8, "calibration.bins must be >= 8"),
         (0 <= config.optimizer.accuracy_drop <= 100, "optimizer.accuracy_drop must be in [0, 100] points"),
         (config.optimizer.eval_images > 0, "optimizer.eval_images must be positive"),
-        (config.optimizer.tuning_pool in ("cropflip", "mixed"),
-         f"optimizer.tuning_pool must be 'cropflip' or 'mixed', got {config.optimizer.tuning_pool!r}"),
+        (config.optimizer.tuning_pool in POOL_KINDS,
+         f"optimizer.tuning_pool must be one of {', '.join(POOL_KINDS)}, got {config.optimizer.tuning_pool!r}"),
         (config.backend.ckks.batch >= 0, "backend.ckks.batch must be >= 0 (0: automatic)"),
         (all(d >= 1 for d in config.approximation.degrees), "approximation.degrees must all be >= 1"),
         (len(config.backend.ckks.level_budget) == 2, "backend.ckks.level_budget must have two entries"),

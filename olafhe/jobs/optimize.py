@@ -36,6 +36,7 @@ from olafhe.jobs.safety import check_plan_safety, safe_bootstrap_configs
 from olafhe.jobs.workspace import (
     Loaded,
     Log,
+    TuningPool,
     calibration_split,
     get_calibration,
     load,
@@ -95,6 +96,7 @@ def run_optimize(config: Config, approximator: str | None = None, optimizer: str
                               max_rotation_keys=config.backend.max_rotation_keys)
     pool = tuning_pool(config, loaded.data_dir)
     criterion = _criterion(config, loaded, pool, log)
+    pool = pool.images
     search = _Search(config, approx.name, opt, program, cands, costs, max_level,
                      _plan_ckks_for(backend, caps, costs, batch), _pool_logits(config, loaded, caps, pool), criterion,
                      log)
@@ -145,18 +147,19 @@ def _plan_ckks_for(backend: Backend, caps: Capabilities, costs: CostTable,
     return ckks_for
 
 
-def _criterion(config: Config, loaded: Loaded, pool: torch.Tensor, log: Log) -> FlipCriterion:
+def _criterion(config: Config, loaded: Loaded, pool: TuningPool, log: Log) -> FlipCriterion:
     """The tuning criterion over the plaintext model's logits on the tuning pool."""
-    reference = predict(loaded.graph, pool, config.data.batch_size)
+    reference = predict(loaded.graph, pool.images, config.data.batch_size)
     opt = config.optimizer
-    crit = FlipCriterion(reference, opt.criterion_coefficient, opt.criterion_exponent)
-    log(f"tuning pool: {len(pool)} {config.optimizer.tuning_pool} training images, plaintext median margin "
+    crit = FlipCriterion(reference, opt.criterion_coefficient, opt.criterion_exponent, pool.parts)
+    log(f"tuning pool: {len(reference)} {config.optimizer.tuning_pool} training images, plaintext median margin "
         f"{float(np.median(crit.margins)):.2f}; allowed predicted test-set drop {opt.accuracy_drop} points")
     return crit
 
 
 def _criterion_doc(criterion: FlipCriterion) -> dict:
-    return {"name": "flips", "coefficient": criterion.coefficient, "exponent": criterion.exponent}
+    return {"name": "flips", "coefficient": criterion.coefficient, "exponent": criterion.exponent,
+            "parts": list(criterion.parts)}
 
 
 def _pool_logits(config: Config, loaded: Loaded, caps: Capabilities,

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -90,15 +91,28 @@ def calibration_split(config: Config, data_dir: Path) -> tuple[torch.Tensor, np.
     return to_tensor(x[cal]), y[cal], to_tensor(x[tune]), y[tune]
 
 
-def tuning_pool(config: Config, data_dir: Path) -> torch.Tensor:
-    """The test-like images the tuning criterion is measured on: the tuning split (held out from the
-    calibration statistics), randomly cropped and flipped (``optimizer.tuning_pool = "cropflip"``) or
-    also mixed pairwise (``"mixed"``; :mod:`olafhe.data.augment`)."""
+class TuningPool(NamedTuple):
+    """The tuning criterion's images and the sizes of their consecutive parts (one per augmentation)."""
+
+    images: torch.Tensor
+    parts: tuple[int, ...]
+
+
+def tuning_pool(config: Config, data_dir: Path) -> TuningPool:
+    """The test-like images the tuning criterion is measured on, from the tuning split (held out from the
+    calibration statistics): randomly cropped and flipped (``optimizer.tuning_pool = "cropflip"``), also
+    blended pairwise (``"mixed"``; :mod:`olafhe.data.augment`), or both made from the same half of the split
+    (``"mixed+cropflip"``, the default: two parts, so simulations stay at ``optimizer.eval_images``)."""
     x, _ = load_cifar10("train_subset", data_dir)
     n_cal, n_tune = config.data.calibration_images, config.optimizer.eval_images
     order = np.random.default_rng(config.data.seed).permutation(len(x))
-    make = {"cropflip": crop_flipped, "mixed": mixed}[config.optimizer.tuning_pool]
-    return to_tensor(make(x[order[n_cal:n_cal + n_tune]], seed=config.data.seed))
+    kind, seed = config.optimizer.tuning_pool, config.data.seed
+    if kind == "mixed+cropflip":
+        half = x[order[n_cal:n_cal + max(1, n_tune // 2)]]
+        parts = [mixed(half, seed=seed), crop_flipped(half, seed=seed)]
+    else:
+        parts = [{"cropflip": crop_flipped, "mixed": mixed}[kind](x[order[n_cal:n_cal + n_tune]], seed=seed)]
+    return TuningPool(to_tensor(np.concatenate(parts)), tuple(len(p) for p in parts))
 
 
 def test_set(data_dir: Path, limit: int | None) -> tuple[torch.Tensor, np.ndarray]:

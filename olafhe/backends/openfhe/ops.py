@@ -94,6 +94,7 @@ class OpenFHEEvaluator(KeyHolder, CiphertextBytes, Evaluator):
         self._iterations = bootstrap_iterations
         self._precision = bootstrap_precision
         self._zeros: dict[int, Any] = {}
+        self._conjugate_keys: Any = None
         of = load_openfhe()
         self._ciphertext_type, self._plaintext_type = of.Ciphertext, of.Plaintext
         self.capabilities = capabilities
@@ -293,7 +294,7 @@ class OpenFHEEvaluator(KeyHolder, CiphertextBytes, Evaluator):
         self._timed("level_reduce", lv, t)
         return out
 
-    def chebyshev(self, a: Any, coefficients: np.ndarray) -> Any:
+    def chebyshev(self, a: Any, coefficients: np.ndarray, doubled: bool = False) -> Any:
         c = np.asarray(coefficients, dtype=np.float64)
         if c.ndim != 1 or c.size == 0:
             raise ShapeError(f"chebyshev: coefficients must be a non-empty 1-D vector, got shape {c.shape}")
@@ -308,11 +309,11 @@ class OpenFHEEvaluator(KeyHolder, CiphertextBytes, Evaluator):
         t = time.perf_counter()
         if degree == 0:
             out = self._cc.EvalAdd(self._cc.EvalSub(a, a), float(c[0]))
-        elif self._native_for(degree):
+        elif self._native_for(degree) and not doubled:
             series = [2.0 * float(c[0])] + [float(v) for v in c[1:]]  # OpenFHE: c0/2 + sum c_k T_k
             out = self._cc.EvalChebyshevSeries(a, series, -1.0, 1.0)
         else:
-            out = ChebyshevProgram(_ChebyshevOps(self, a), a, chebyshev_baby_steps(degree)).evaluate(c)
+            out = ChebyshevProgram(_ChebyshevOps(self, a), a, chebyshev_baby_steps(degree), doubled).evaluate(c)
         got, want = self.level(out), lv - depth
         if got > want:
             out = self._reduce(out, want)
@@ -345,6 +346,18 @@ class OpenFHEEvaluator(KeyHolder, CiphertextBytes, Evaluator):
                 f"GetBootstrapDepth + 1 in this openfhe version"
             )
         self._timed("bootstrap", target, t)
+        return out
+
+    def bootstrap_real(self, a: Any) -> Any:
+        """``EvalBootstrap`` plus its conjugate (the automorphism ``2N - 1``, whose key bootstrapping keys
+        include): twice the real part, without the ~2^-14 imaginary noise a sparse bootstrap leaves."""
+        out = self.bootstrap(a)
+        t = time.perf_counter()
+        if self._conjugate_keys is None:
+            self._conjugate_keys = self._cc.GetEvalAutomorphismKeyMap(out.GetKeyTag())
+        index = 2 * self.capabilities.ring_dimension - 1
+        out = self._cc.EvalAdd(out, self._cc.EvalAutomorphism(out, index, self._conjugate_keys))
+        self._timed("conjugate", self.level(out), t)
         return out
 
 

@@ -322,12 +322,12 @@ class TenSEALEvaluator(CiphertextBytes, Evaluator):
         self._timed("level_reduce", a.level, start)
         return out
 
-    def chebyshev(self, a: Any, coefficients: np.ndarray) -> TenSEALCiphertext:
+    def chebyshev(self, a: Any, coefficients: np.ndarray, doubled: bool = False) -> TenSEALCiphertext:
         a = self._ct(a, "chebyshev")
         coeffs = np.asarray(coefficients, dtype=np.float64).ravel()
         self._require("chebyshev", a.level, chebyshev_depth(max(coeffs.size - 1, 0)))
         baby = chebyshev_baby_steps(max(coeffs.size - 1, 0))
-        return ChebyshevProgram(_SealOps(self), a, baby).evaluate(coeffs)
+        return ChebyshevProgram(_SealOps(self), a, baby, doubled).evaluate(coeffs)
 
     def chebyshev_depth(self, degree: int) -> int:
         return chebyshev_depth(degree)

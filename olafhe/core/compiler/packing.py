@@ -123,14 +123,17 @@ class PackedEvaluator(Evaluator):
     def level_reduce(self, a: Any, level: int) -> Any:
         return self.inner.level_reduce(a, level)
 
-    def chebyshev(self, a: Any, coefficients: np.ndarray) -> Any:
-        return self.inner.chebyshev(a, coefficients)
+    def chebyshev(self, a: Any, coefficients: np.ndarray, doubled: bool = False) -> Any:
+        return self.inner.chebyshev(a, coefficients, doubled)
 
     def chebyshev_depth(self, degree: int) -> int:
         return self.inner.chebyshev_depth(degree)
 
     def bootstrap(self, a: Any) -> Any:
         return self.inner.bootstrap(a)
+
+    def bootstrap_real(self, a: Any) -> Any:
+        return self.inner.bootstrap_real(a)
 
     def save_public(self, directory: Path) -> list[str]:
         return self.inner.save_public(directory)

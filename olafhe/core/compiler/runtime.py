@@ -70,9 +70,9 @@ def run_program(program: Program, evaluator: Evaluator, ciphertext: Any,
             values[step.out] = evaluator.add(values[step.a], values[step.b])
         else:
             x = values[step.input]
-            if step.bootstrap_before:
+            if step.bootstrap_before:  # twice the value, imaginary noise removed (Evaluator.bootstrap_real)
                 tb = time.perf_counter()
-                x = evaluator.bootstrap(x)
+                x = evaluator.bootstrap_real(x)
                 entry["bootstrap_seconds"] = time.perf_counter() - tb
             level = evaluator.level(x)
             if level < step.level_in:
@@ -84,7 +84,7 @@ def run_program(program: Program, evaluator: Evaluator, ciphertext: Any,
                 x = evaluator.level_reduce(x, step.level_in)
             entry["level_in"] = step.level_in
             inner: dict[str, float] = {}
-            values[step.out] = apply_activation(step, evaluator, x, inner)
+            values[step.out] = apply_activation(step, evaluator, x, inner, doubled=step.bootstrap_before)
             if inner.get("bootstrap"):  # a composite's own bootstraps count as bootstrap time, not activation
                 entry["bootstrap_seconds"] = entry.get("bootstrap_seconds", 0.0) + inner["bootstrap"]
         entry["level_out"] = evaluator.level(values[step.out])
@@ -140,33 +140,42 @@ def apply_linear(program: Program, step: LinearStep, ev: Evaluator, x: Any) -> A
     return total
 
 
-def apply_activation(step: ActivationStep, ev: Evaluator, t: Any, timings: dict[str, float] | None = None) -> Any:
+def apply_activation(step: ActivationStep, ev: Evaluator, t: Any, timings: dict[str, float] | None = None,
+                     doubled: bool = False) -> Any:
     """One activation: a Chebyshev series, or a composite's stages with the bootstraps the plan puts
-    between and after them (their seconds are added to ``timings["bootstrap"]`` when given)."""
+    between and after them (their seconds are added to ``timings["bootstrap"]`` when given).
+
+    ``doubled``: ``t`` holds twice the input (:meth:`Evaluator.bootstrap_real`). The composite's own
+    bootstraps are ``bootstrap_real`` too: a stage after one reads its input doubled, and the value before
+    the trailing bootstrap is halved through the last stage's coefficients, at no level.
+    """
     if step.approximation is None:
         raise OlafheError(_LINEAR_ONLY)
     if step.approximation.form == "plain":
-        return ev.chebyshev(t, step.stages[0])
+        return ev.chebyshev(t, step.stages[0], doubled)
 
     def bootstrap(value: Any) -> Any:
         t0 = time.perf_counter()
-        value = ev.bootstrap(value)
+        value = ev.bootstrap_real(value)
         if timings is not None:
             timings["bootstrap"] = timings.get("bootstrap", 0.0) + time.perf_counter() - t0
         return value
 
-    s = t
+    k = len(step.stages)
+    after = len(step.stage_bootstrap) > k and step.stage_bootstrap[k]
+    s, s_doubled = t, doubled
     for j, coeffs in enumerate(step.stages):
         if j and step.stage_bootstrap and step.stage_bootstrap[j]:
-            s = bootstrap(s)
+            s, s_doubled = bootstrap(s), True
         if j and step.stage_level_in and ev.level(s) > step.stage_level_in[j]:
             s = ev.level_reduce(s, step.stage_level_in[j])
-        s = ev.chebyshev(s, coeffs)
+        if j == k - 1:  # out = t * s: halve s for a doubled t and before a doubling trailing bootstrap
+            coeffs = coeffs * (0.5 if doubled else 1.0) * (0.5 if after else 1.0)
+        s = ev.chebyshev(s, coeffs, s_doubled)
     out = ev.multiply(t, s)
     if step.output_beta:
-        out = ev.add_scalar(out, step.output_beta)
-    k = len(step.stages)
-    if len(step.stage_bootstrap) > k and step.stage_bootstrap[k]:
+        out = ev.add_scalar(out, step.output_beta * (0.5 if after else 1.0))
+    if after:
         out = bootstrap(out)
     if len(step.stage_level_in) > k and ev.level(out) > step.stage_level_in[k]:
         out = ev.level_reduce(out, step.stage_level_in[k])

@@ -113,26 +113,32 @@ class ChebyshevProgram(Generic[V]):
     evaluated one level higher and ``r`` (degree ``< m``) on the output level, so by induction the
     whole series needs ``ceil(log2(d + 1))`` levels for any ``baby`` (a power of two). ``baby`` trades
     power products against splits; :func:`chebyshev_baby_steps` picks it per degree.
+
+    ``doubled``: the ciphertext holds ``u = 2x`` (a bootstrap that added its conjugate). The powers are then
+    the Dickson polynomials ``D_k(u) = 2 T_k(x)`` (``D_2k = D_k^2 - 2``, ``D_m+n = D_m D_n - D_m-n``), whose
+    recurrences need no halving and so no extra level; every use of a power carries the factor 1/2.
     """
 
-    def __init__(self, ops: ChebyshevOps[V], x: V, baby: int | None = None) -> None:
+    def __init__(self, ops: ChebyshevOps[V], x: V, baby: int | None = None, doubled: bool = False) -> None:
         self.ops = ops
         self.start = ops.level(x)
         self.powers: dict[int, V] = {1: x}
         self.baby = baby  # largest T_k used in a linear combination (None: no limit but the budget)
+        self.unit = 0.5 if doubled else 1.0  # T_k = unit * power(k)
 
     def power(self, k: int) -> V:
-        """``T_k(x)`` at level ``start - ceil(log2 k)``."""
+        """``T_k(x) / unit`` at level ``start - ceil(log2 k)``."""
         if k not in self.powers:
             ops = self.ops
             if k % 2 == 0:
                 half = self.power(k // 2)
                 sq = ops.multiply(half, half)
-                self.powers[k] = ops.add_scalar(ops.add(sq, sq), -1.0)
+                self.powers[k] = ops.add_scalar(sq, -2.0) if self.unit != 1.0 else ops.add_scalar(ops.add(sq, sq), -1.0)
             else:
                 m = 1 << (_ceil_log2(k) - 1)
                 prod = ops.multiply(self.power(m), self.power(k - m))
-                self.powers[k] = ops.sub(ops.add(prod, prod), self.power(2 * m - k))
+                twice = prod if self.unit != 1.0 else ops.add(prod, prod)
+                self.powers[k] = ops.sub(twice, self.power(2 * m - k))
         return self.powers[k]
 
     def evaluate(self, coefficients: np.ndarray) -> V:
@@ -165,7 +171,7 @@ class ChebyshevProgram(Generic[V]):
             acc: V | None = None
             for k in range(1, e + 1):
                 if abs(c[k]) > ops.negligible:
-                    term = ops.scalar_to(self.power(k), float(c[k]), target)
+                    term = ops.scalar_to(self.power(k), float(c[k]) * self.unit, target)
                     acc = term if acc is None else ops.add(acc, term)
             assert acc is not None  # c[e] is significant
             return ops.add_scalar(acc, float(c[0])) if c[0] != 0.0 else acc
@@ -176,7 +182,7 @@ class ChebyshevProgram(Generic[V]):
         r = c[:m].copy()
         for j in range(1, e - m + 1):
             r[m - j] -= c[m + j]
-        q_val = self._series(q, target + 1)
+        q_val = self._series(q * self.unit, target + 1)
         if isinstance(q_val, float):
             head = ops.scalar_to(self.power(m), q_val, target)
         else:

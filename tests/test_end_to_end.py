@@ -61,6 +61,19 @@ def test_plan_is_consistent(plan: Plan, loaded) -> None:
     assert plan.predicted.test_drop <= plan.predicted.max_test_drop
 
 
+def test_unreachable_target_gives_the_most_accurate_plan_or_an_error(loaded, plan: Plan) -> None:
+    tight = load_config("configs/small_cnn.toml", [*OVERRIDES, "optimizer.accuracy_drop=0.0001"])
+    best = run_optimize(tight, loaded=loaded, progress=False).plan  # best effort, the default
+    assert best.predicted.meets_target is False and best.extra.tuning["met"] is False
+    assert best.predicted.test_drop > 0.0001
+    assert best.predicted.test_drop <= plan.predicted.test_drop  # the most accurate, not the fastest
+    assert plan.extra.tuning["met"] is True
+    strict = load_config("configs/small_cnn.toml", [*OVERRIDES, "optimizer.accuracy_drop=0.0001",
+                                                    "optimizer.best_effort=false"])
+    with pytest.raises(OlafheError, match="accuracy_drop"):
+        run_optimize(strict, loaded=loaded, progress=False)
+
+
 def test_simulator_accuracy_matches_direct_fast_path(config, loaded, plan: Plan) -> None:
     result = run_evaluate(config, plan, 200, progress=False, loaded=loaded)
     x, y = workspace.test_set(loaded.data_dir, 200)

@@ -76,6 +76,7 @@ class OptimizerConfig:
     tuning_pool: str = "mixed+cropflip"   # one of POOL_KINDS
     criterion_coefficient: float = 0.059
     criterion_exponent: float = 0.57
+    best_effort: bool = True      # no plan predicted to meet accuracy_drop: the most accurate one, warned
     leveled: bool = False         # no bootstraps: total depth must fit max_level
     max_level: int = 0            # 0 -> the backend's
     optimizer_params: dict = field(default_factory=dict)

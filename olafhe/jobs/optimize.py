@@ -103,7 +103,7 @@ def run_optimize(config: Config, approximator: str | None = None, optimizer: str
     best, history = _best_over_configs(search, configs)
     plan = best.plan
     plan.predicted = replace(plan.predicted, test_drop=best.predicted_drop, max_test_drop=best.max_drop)
-    plan.extra = PlanExtra(tuning={"images": len(pool), "pool": config.optimizer.tuning_pool,
+    plan.extra = PlanExtra(tuning={"images": len(pool), "pool": config.optimizer.tuning_pool, "met": best.met,
                                    "criterion": _criterion_doc(criterion), "budget": best.budget, "history": history},
                            sensitivity=sens, linear_layers=program.linear_report())
     plan.fingerprint = workspace.fingerprint(config, loaded)
@@ -196,11 +196,25 @@ def _best_over_configs(search: _Search, configs: dict[int, float]) -> tuple[Tuni
             continue
         history += [{**h, "level_after_bootstrap": level_after} for h in tuned.history]
         start = tuned.budget if math.isfinite(tuned.budget) else start
-        if best is None or tuned.solution.predicted_seconds < best.solution.predicted_seconds:
+        if best is None or _better(tuned, best):
             best = tuned
     if best is None:
         raise OlafheError("no plan meets the predicted-drop target: " + "; ".join(failures))
+    if not best.met:
+        search.log(f"WARNING: no plan is predicted to lose at most {best.max_drop} points; this is the most accurate "
+                   f"one (predicted drop {best.predicted_drop:.2f}). optimizer.best_effort = false makes this an "
+                   "error; more levels or higher degrees may reach the target")
     return best, history
+
+
+def _better(a: TuningResult, b: TuningResult) -> bool:
+    """A plan meeting the target beats one that does not; then the faster, or (both best effort) the more
+    accurate."""
+    if a.met != b.met:
+        return a.met
+    if a.met:
+        return a.solution.predicted_seconds < b.solution.predicted_seconds
+    return a.predicted_drop < b.predicted_drop
 
 
 def _tune_config(search: _Search, level_after: int | None, seconds: float | None, tag: str,
@@ -217,14 +231,14 @@ def _tune_config(search: _Search, level_after: int | None, seconds: float | None
     def make_plan(sol):  # noqa: ANN001, ANN202
         return solution_to_plan(sol, problem, s.config.model.name, s.approximator, s.optimizer.name, ckks)
 
-    if best is not None and s.optimizer.uses_budget:
+    if best is not None and best.met and s.optimizer.uses_budget:
         fastest = _fastest_seconds(s.optimizer, problem)
         if fastest >= best.solution.predicted_seconds:
             s.log(f"{tag} skipped: its fastest plan ({fastest:.1f} s) is not faster than "
                   f"{best.solution.predicted_seconds:.1f} s")
             return None
     return tune_budget(s.optimizer, problem, make_plan, s.logits_of, s.criterion, s.config.optimizer.accuracy_drop,
-                       start=start, log=lambda m: s.log(f"{tag} {m}"))
+                       start=start, log=lambda m: s.log(f"{tag} {m}"), best_effort=s.config.optimizer.best_effort)
 
 
 def _fastest_seconds(optimizer: DegreeOptimizer, problem: OptimizationProblem) -> float:

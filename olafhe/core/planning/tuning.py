@@ -32,6 +32,7 @@ class TuningResult:
     predicted_drop: float
     max_drop: float
     history: list[dict] = field(default_factory=list)
+    met: bool = True  # False: no plan met max_drop and this is the most accurate (best effort)
 
 
 @dataclass
@@ -104,12 +105,15 @@ def budget_bounds(problem: OptimizationProblem) -> tuple[float, float]:
 
 def tune_budget(optimizer: DegreeOptimizer, problem: OptimizationProblem, make_plan: Callable[[Solution], Plan],
                 logits_of: Callable[[Plan], np.ndarray], criterion: FlipCriterion, max_drop: float,
-                start: float | None = None, verifications: int = 5, log: Log | None = None) -> TuningResult:
+                start: float | None = None, verifications: int = 5, log: Log | None = None,
+                best_effort: bool = False) -> TuningResult:
     """The cheapest verified plan whose predicted test-set drop is at most ``max_drop`` points.
 
     ``start`` is the first budget to simulate (e.g. the one another bootstrapping configuration ended at);
     later budgets come from the scaling model, kept inside the bracket of budgets known to be infeasible
     or too inaccurate (below) and too inaccurate (above), falling back to bisection of that bracket.
+    When even the most accurate plan misses ``max_drop``, ``best_effort`` returns it (``met`` False)
+    instead of raising :class:`InfeasibleError`.
     """
     t = _Tuner(optimizer, problem, make_plan, logits_of, criterion, max_drop, log)
     if not optimizer.uses_budget:
@@ -123,6 +127,8 @@ def tune_budget(optimizer: DegreeOptimizer, problem: OptimizationProblem, make_p
     good = _search(t, lo, hi, min(max(first, lo), hi), verifications)
     if not good:
         res = t.verify(lo)
+        if res is not None and res[2] > max_drop and best_effort:
+            return TuningResult(res[1], res[0], lo, res[2], max_drop, t.history, met=False)
         if res is None or res[2] > max_drop:
             reached = "no feasible plan" if res is None else f"a predicted drop of {res[2]:.2f} points"
             raise InfeasibleError(f"even the most accurate candidates reach {reached} > {max_drop} allowed; allow "

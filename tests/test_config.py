@@ -47,8 +47,8 @@ def test_resnet32_config() -> None:
 def test_small_cnn_config_is_labelled_insecure_and_leveled() -> None:
     config = load_config(CONFIGS / "small_cnn.toml")
     assert config.model.name == "small_cnn"
-    assert config.approximation.degrees == [3, 5, 7]
-    assert config.optimizer.leveled is True and config.optimizer.accuracy_drop == 8.0
+    assert config.approximation.degrees == [3, 5, 7, 9, 11, 13, 15]
+    assert config.optimizer.leveled is True and config.optimizer.accuracy_drop == 5.0
     assert config.backend.ckks.ring_dimension == 8192
     assert config.backend.ckks.insecure is True and config.backend.ckks.bootstrap is False
     assert config.run.evaluate_limit == 1000
@@ -171,7 +171,7 @@ def test_plugin_defaults_go_under_the_file_and_the_overrides() -> None:
     assert config.approximation.approximator_params == {"margin": 0.1, "floor": 0.01}  # merged key by key
     assert config.optimizer.optimizer_params == {"degree": 7}
     assert config.run.out == "plugin-out"
-    assert config.optimizer.name == "dp" and config.approximation.degrees == [3, 5, 7]  # the file's values stay
+    assert config.optimizer.name == "dp" and config.approximation.degrees[-1] == 15  # the file's values stay
     assert hooks.seen == [config]  # validated once, with the defaults applied
     assert load_config(CONFIGS / "small_cnn.toml", ["run.out=mine"], hooks).run.out == "mine"
 

@@ -5,6 +5,7 @@ Uses the small ring dimension of configs/small_cnn.toml (explicitly insecure) so
 
 from __future__ import annotations
 
+import copy
 import json
 
 import numpy as np
@@ -16,6 +17,7 @@ from olafhe.backends.openfhe.backend import OpenFHEBackend
 from olafhe.backends.simulator import SimulatorBackend
 from olafhe.core.config import load_config
 from olafhe.core.errors import ConfigError, OlafheError
+from olafhe.core.graph.fx_import import import_model
 from olafhe.core.planning.ckks import resolve_ckks, slot_count
 from olafhe.core.planning.plan import Plan
 from olafhe.jobs import evaluate as evaluate_job
@@ -26,7 +28,7 @@ from olafhe.jobs.infer import run_infer
 from olafhe.jobs.latency import predict_plan_seconds
 from olafhe.jobs.optimize import run_optimize
 
-OVERRIDES = ["data.calibration_images=600", "optimizer.eval_images=300", "optimizer.accuracy_drop=12"]
+OVERRIDES = ["data.calibration_images=600", "optimizer.eval_images=300", "optimizer.accuracy_drop=9"]
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +46,18 @@ def plan(config, loaded, tmp_path_factory) -> Plan:
     result = run_optimize(config, loaded=loaded, progress=False)
     path = result.plan.save(tmp_path_factory.mktemp("plan") / "small.json")
     return Plan.load(path)
+
+
+def test_calibration_cache_is_keyed_by_the_weights(config, loaded) -> None:
+    """A retrained model under the same config never reads the old model's cached statistics."""
+    other_model = copy.deepcopy(loaded.model)
+    with torch.no_grad():
+        other_model.fc.bias += 1e-3
+    other = workspace.Loaded(other_model, import_model(other_model, (3, 32, 32), name="small_cnn"), loaded.data_dir)
+    same = workspace.Loaded(loaded.model, import_model(loaded.model, (3, 32, 32), name="small_cnn"), loaded.data_dir)
+    assert workspace.config_key(config, same) == workspace.config_key(config, loaded)
+    assert workspace.config_key(config, other) != workspace.config_key(config, loaded)
+    assert workspace.default_calibration_path(config, other) != workspace.default_calibration_path(config, loaded)
 
 
 def test_plan_is_consistent(plan: Plan, loaded) -> None:

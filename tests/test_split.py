@@ -16,6 +16,7 @@ import pytest
 from olafhe import cli
 from olafhe.backends.openfhe.serialize import PUBLIC_FILES
 from olafhe.core.config import load_config
+from olafhe.core.errors import ConfigError
 from olafhe.core.planning.plan import Plan
 from olafhe.jobs import workspace
 from olafhe.jobs.predict import predict
@@ -198,3 +199,30 @@ def test_envelope_round_trip() -> None:
 def test_serve_refuses_a_secret_key_folder_before_listening(simulated, common, capsys) -> None:
     code, _, err = olafhe(capsys, *common("serve", "simulator"), "--keys", simulated["keys"] / "secret", "--port", "0")
     assert code == 2 and "is a secret key set: the server never accepts a secret key" in err
+
+
+def test_a_plan_of_another_checkpoint_is_refused_before_keygen(common, capsys, tmp_path, monkeypatch,
+                                                               small_cnn_plan_file) -> None:
+    """The plan's fingerprint names the checkpoint it was made for; keygen (and serve) refuse another."""
+    import torch
+
+    from olafhe.backends.simulator import SimulatorBackend
+    from olafhe.serve.sides import prepare
+
+    def refuse(*_args, **_kwargs):
+        raise AssertionError("keys were generated for a plan of another checkpoint")
+
+    monkeypatch.setattr(SimulatorBackend, "keygen", refuse)
+    loaded = workspace.load(load_config(CONFIG))
+    state = {k: v.clone() for k, v in loaded.model.state_dict().items()}
+    state["fc.bias"] += 1e-3
+    torch.save({"state_dict": state}, tmp_path / "other.pt")
+    args = common("keygen", "simulator")
+    args[2:2] = ["--set", f"model.checkpoint={tmp_path / 'other.pt'}"]
+    code, _, err = olafhe(capsys, *args, "--out", tmp_path / "keys")
+    assert code == 2 and err.count("\n") == 1
+    assert err.startswith("olafhe: error: plan was made for small_cnn (graph ") and "checkpoint" in err
+    assert not (tmp_path / "keys").exists()
+    config = load_config(CONFIG, ["model.checkpoint=" + str(tmp_path / "other.pt")])
+    with pytest.raises(ConfigError, match="but the config loads small_cnn"):  # serve prepares the same way
+        prepare(config, Plan.load(small_cnn_plan_file), "simulator")

@@ -4,9 +4,9 @@ Data discipline: calibration statistics come from the first ``data.calibration_i
 shuffle of ``train_subset``; the optimizer's budget is tuned on the *next* ``optimizer.eval_images``
 of that shuffle (held out from the statistics, so out-of-interval inputs show up while tuning); the
 test set is only ever used for reporting. Calibration statistics and sensitivities are cached under
-:func:`~olafhe.data.paths.cache_dir`, keyed by :func:`config_key`. :func:`fingerprint` identifies the
-loaded model (graph, weights, calibration settings) for plans; :func:`check_plan` refuses a plan made for
-another one.
+:func:`~olafhe.data.paths.cache_dir`, keyed by :func:`config_key` (settings, graph and weights).
+:func:`fingerprint` identifies the loaded model (graph, weights, calibration settings) for plans;
+:func:`check_plan` refuses a plan made for another one.
 """
 
 from __future__ import annotations
@@ -123,9 +123,13 @@ def test_set(data_dir: Path, limit: int | None) -> tuple[torch.Tensor, np.ndarra
     return to_tensor(x), y
 
 
-def config_key(config: Config) -> str:
-    """Cache key of what calibration depends on: the ``model``, ``data`` and ``calibration`` sections."""
-    doc = {s: getattr(config, s).__dict__ for s in ("model", "data", "calibration")}
+def config_key(config: Config, loaded: Loaded | None = None) -> str:
+    """Cache key of what calibration depends on: the ``model``, ``data`` and ``calibration`` sections and,
+    given ``loaded``, its graph and weights (a retrained model, same config, never reads stale statistics)."""
+    doc: dict = {s: getattr(config, s).__dict__ for s in ("model", "data", "calibration")}
+    if loaded is not None:
+        fp = graph_fingerprint(loaded.graph, config.model.name)
+        doc["weights"] = [fp.graph, fp.checkpoint]
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
@@ -136,18 +140,18 @@ def run_calibration(config: Config, out: str | None = None, progress: bool = Tru
     log(f"calibrating {config.model.name} on {len(cal_x)} train_subset images")
     result = calibrate(loaded.graph, cal_x, bins=config.calibration.bins, batch_size=config.data.batch_size,
                        progress=progress, model_name=config.model.name, source="cifar10/train_subset")
-    path = Path(out or config.calibration.out or default_calibration_path(config))
+    path = Path(out or config.calibration.out or default_calibration_path(config, loaded))
     result.save(path)
     log(f"saved {len(result.layers)} layers to {path} ({result.seconds:.1f} s)")
     return result
 
 
-def default_calibration_path(config: Config) -> Path:
-    return cache_dir() / f"{config.model.name}-calibration-{config_key(config)}.json"
+def default_calibration_path(config: Config, loaded: Loaded | None = None) -> Path:
+    return cache_dir() / f"{config.model.name}-calibration-{config_key(config, loaded)}.json"
 
 
 def get_calibration(config: Config, loaded: Loaded, log: Log = quiet, progress: bool = True) -> CalibrationResult:
-    path = Path(config.calibration.out) if config.calibration.out else default_calibration_path(config)
+    path = Path(config.calibration.out) if config.calibration.out else default_calibration_path(config, loaded)
     if path.is_file():
         result = CalibrationResult.load(path)
         if result.names() == [a.name for a in loaded.graph.activations()]:
@@ -167,7 +171,7 @@ def sensitivities(config: Config, loaded: Loaded, images: torch.Tensor, calibrat
     from olafhe.approximators.wls import WLSApproximator
     from olafhe.core.calibration.sensitivity import measure_sensitivity
 
-    path = cache_dir() / f"{config.model.name}-sensitivity-wls7-{config_key(config)}.json"
+    path = cache_dir() / f"{config.model.name}-sensitivity-wls7-{config_key(config, loaded)}.json"
     names = [a.name for a in loaded.graph.activations()]
     if path.is_file():
         cached = json.loads(path.read_text())

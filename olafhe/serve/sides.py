@@ -24,7 +24,7 @@ from olafhe.core.errors import DataError, MismatchError
 from olafhe.core.planning.ckks import images_per_ciphertext
 from olafhe.core.planning.plan import Plan
 from olafhe.jobs.backend import compile_for_backend
-from olafhe.jobs.workspace import Loaded, load
+from olafhe.jobs.workspace import Loaded, check_plan, load
 from olafhe.serve.artefacts import Binding, Manifest, ckks_record, new_key_id, pack, unpack
 
 
@@ -68,9 +68,11 @@ class Setup:
 
 
 def prepare(config: Config, plan: Plan, backend_name: str | None = None, loaded: Loaded | None = None) -> Setup:
-    """Backend, capabilities and compiled program of ``plan`` (refused before any work if it cannot run),
-    with ``backend.ckks.batch`` (else the plan's, else one) images per ciphertext."""
+    """Backend, capabilities and compiled program of ``plan`` (refused before any work if it cannot run or
+    was made for another model or checkpoint), with ``backend.ckks.batch`` (else the plan's, else one)
+    images per ciphertext."""
     loaded = loaded or load(config)
+    check_plan(config, loaded, plan)
     batch = images_per_ciphertext(config, loaded.graph, plan)
     backend, caps, packing, program = compile_for_backend(config, loaded.graph, plan, backend_name, batch)
     return Setup(plan, backend, caps, program, plan.digest(), ckks_record(backend.params), packing)

@@ -143,6 +143,22 @@ def test_bootstrap_real_doubles_and_the_series_reads_it_halved() -> None:
     np.testing.assert_allclose(client.decrypt(out), C.chebval(x, coeffs))
 
 
+def test_simulated_bootstrap_errs_on_the_slots_mean_like_openfhe() -> None:
+    params = CKKSParams(ring_dimension=65536, scale_bits=59, first_mod_bits=60, levels=6, bootstrap=True,
+                        slots=16384)
+    backend = SimulatorBackend(params)
+    k = backend.capabilities().bootstrap_cubic
+    assert k == pytest.approx(1.004e-4, rel=1e-3)  # measured on OpenFHE at these parameters: 1.00e-4
+    assert SimulatorBackend(params.with_(bootstrap=False)).capabilities().bootstrap_cubic == 0.0
+    client, ev = backend.keygen(KeyRequest(bootstrap=True))
+    for c in (0.4, 0.6):
+        err = client.decrypt(ev.bootstrap(client.encrypt(np.full(16384, c), 0))) - c
+        assert err.mean() == pytest.approx(-k * c**3, rel=0.05)
+    zero_mean = np.linspace(-0.6, 0.6, 16384)
+    err = client.decrypt(ev.bootstrap(client.encrypt(zero_mean, 0))) - zero_mean
+    assert abs(err.mean()) < 1e-7
+
+
 def test_noise_injection_magnitude() -> None:
     backend = SimulatorBackend(CKKSParams(ring_dimension=2**16, levels=9, insecure=False,
                                           extra={"noise": True, "bootstrap_precision_bits": 17.6}))

@@ -28,6 +28,7 @@ from olafhe.backends.openfhe.backend import OpenFHEBackend, measure_chebyshev_de
 from olafhe.backends.openfhe.common import set_openmp_threads  # noqa: E402
 from olafhe.backends.simulator import SimulatorBackend  # noqa: E402
 from olafhe.core.contract.backend import KeyRequest
+from olafhe.core.contract.ckks import bootstrap_cubic_error
 from olafhe.core.contract.ckks import CKKSParams
 from olafhe.core.errors import (  # noqa: E402
     ApproximationError,
@@ -499,6 +500,18 @@ def test_bootstrap_real_removes_the_imaginary_noise_a_polynomial_turns_into_erro
     assert ev.level(out) == 0
     err_real = np.max(np.abs(client.decrypt(out) - C.chebval(doubled / 2, coeffs)))
     assert err_real < 1e-10 and err_plain > 10 * err_real, (err_plain, err_real)
+
+
+def test_bootstrap_errs_on_the_slots_mean_by_the_sine_approximations_cubic(bootstrapping):
+    backend, client, ev = bootstrapping
+    caps = backend.capabilities()
+    k = caps.bootstrap_cubic
+    assert k == pytest.approx(bootstrap_cubic_error(backend.params)) and k > 0
+    for c in (0.5, 0.9):  # constant vectors: all of the message is the constant coefficient
+        ct = ev.level_reduce(ev.multiply_scalar(client.encrypt(np.full(caps.slots, c)), 1.0), 0)
+        err = client.decrypt(ev.bootstrap_real(ct)) / 2 - c
+        assert err.mean() == pytest.approx(-k * c**3, rel=0.05)
+        assert np.std(err) < 0.1 * k * c**3  # common to every slot
 
 
 def test_two_iteration_bootstrap_is_more_precise():

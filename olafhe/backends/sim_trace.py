@@ -121,6 +121,7 @@ class TracedEvaluator(SimEvaluator):
         values = a.values.real.astype(np.complex128)
         if self.noise:
             values = values + complex_noise(self.rng, values.shape, 2.0 ** -caps.precision_bits)
+            values = values - caps.bootstrap_cubic * np.mean(values.real, axis=-1, keepdims=True) ** 3
         return self._rec("bootstrap", SimCiphertext(values, caps.level_after_bootstrap))
 
     def bootstrap_real(self, a: SimCiphertext) -> SimCiphertext:

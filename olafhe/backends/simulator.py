@@ -117,6 +117,12 @@ class SimBytes:
         return []
 
 
+def bootstrap_bias(values: np.ndarray, caps: Capabilities) -> float:
+    """The systematic part of a bootstrap's error, common to every slot: ``k * mean^3`` of the slots' real
+    parts (:func:`~olafhe.core.contract.ckks.bootstrap_cubic_error`); the random part is the Gaussian."""
+    return caps.bootstrap_cubic * float(np.mean(values.real)) ** 3
+
+
 def _fresh_noise_std(caps: Capabilities) -> float:
     return math.sqrt(caps.ring_dimension) * 3.2 / 2.0**caps.scale_bits
 
@@ -242,6 +248,7 @@ class SimEvaluator(SimBytes, Evaluator):
         values = a.values
         if self.noise:
             values = values + self.rng.normal(0.0, 2.0 ** -caps.precision_bits, values.size)
+            values = values - bootstrap_bias(values, caps)
         return SimCiphertext(values, caps.level_after_bootstrap)
 
 

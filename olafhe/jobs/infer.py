@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -61,7 +61,7 @@ def run_infer(config: Config, plan: Plan | None, limit: int, backend_name: str |
         report = check_plan_safety(config, plan, loaded, images=x, program=program, backend_name=backend.name, log=log)
         report.raise_if_unsafe("refused before key generation (--set safety.enabled=false runs it anyway)")
         safety = report.to_dict()
-    sim_logits, predicted_error = _simulator_reference(config, loaded, plan, x, caps.precision_bits, log)
+    sim_logits, predicted_error = _simulator_reference(config, loaded, plan, x, batch, log)
     predicted = _predicted_per_image(config, program, backend, caps.slots, batch, x[0].numpy())
     reset_peak_rss()  # the peak below is this run's, not that of earlier work in the process
     t_keys = time.perf_counter()
@@ -93,15 +93,27 @@ def run_infer(config: Config, plan: Plan | None, limit: int, backend_name: str |
     }
 
 
-def _simulator_reference(config: Config, loaded: Loaded, plan: Plan, x: torch.Tensor, precision_bits: float,
+def _simulator_reference(config: Config, loaded: Loaded, plan: Plan, x: torch.Tensor, batch: int,
                          log: Log) -> tuple[np.ndarray, float]:
-    """The simulator's noise-free logits of ``x`` and its own estimate of the CKKS error: the largest logit
-    change its noise model gives at the backend's precision."""
+    """The simulator's noise-free logits of ``x`` and its estimate of the CKKS error: the largest logit
+    change when the compiled program runs on the simulator with its noise model (each bootstrap's random
+    error at the plan's precision and its systematic error on the slots' mean), packed as encrypted."""
     exact = predict(loaded.graph, x, config.data.batch_size, plan)
-    noisy = predict(loaded.graph, x, config.data.batch_size, plan, noise_bits=precision_bits)
+    noisy_config = replace(config, backend=replace(config.backend, ckks=replace(config.backend.ckks, noise=True)))
+    noisy = _program_logits(noisy_config, loaded, plan, x, batch)
     error = float(np.max(np.abs(noisy - exact))) if len(x) else 0.0
-    log(f"simulator: predicted max logit error {error:.2e} (noise model at {precision_bits:.1f} bits)")
+    log(f"simulator: predicted max logit error {error:.2e} (the program on the simulator, its noise model)")
     return exact, error
+
+
+def _program_logits(config: Config, loaded: Loaded, plan: Plan, x: torch.Tensor, batch: int) -> np.ndarray:
+    """Logits of the compiled program on the simulator, ``batch`` images per ciphertext."""
+    backend, _, packing, program = compile_for_backend(config, loaded.graph, plan, "simulator", batch)
+    client, raw = backend.keygen(packing.key_request(program.key_request()))
+    server = packed(raw, packing)
+    rows = [encrypted_batch_inference(program, client, server, [im.numpy() for im in x[i:i + batch]])[0]
+            for i in range(0, len(x), batch)]
+    return np.concatenate(rows) if rows else np.zeros((0, 0))
 
 
 def _predicted_per_image(config: Config, program: Program, backend: Backend, slots: int, batch: int,

@@ -34,7 +34,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from olafhe.core.contract.ckks import CKKSParams
+from olafhe.core.contract.ckks import CKKSParams, bootstrap_cubic_error
 from olafhe.core.errors import CapabilityError, DataError, OutOfLevelsError, ShapeError
 from olafhe.core.poly.chebyshev import chebyshev_depth
 
@@ -52,6 +52,7 @@ class Capabilities:
     security_bits: int
     precision_bits: float
     scale_bits: int
+    bootstrap_cubic: float = 0.0  # systematic bootstrap error -k * mean^3 (ckks.bootstrap_cubic_error)
 
     def describe(self) -> str:
         boot = f"bootstrapping to level {self.level_after_bootstrap}" if self.bootstrapping else "no bootstrapping"
@@ -290,6 +291,7 @@ class Backend(ABC):
             security_bits=security_bits,
             precision_bits=precision_bits,
             scale_bits=p.scale_bits,
+            bootstrap_cubic=bootstrap_cubic_error(p) if boot else 0.0,
         )
 
 

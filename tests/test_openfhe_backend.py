@@ -28,8 +28,7 @@ from olafhe.backends.openfhe.backend import OpenFHEBackend, measure_chebyshev_de
 from olafhe.backends.openfhe.common import set_openmp_threads  # noqa: E402
 from olafhe.backends.simulator import SimulatorBackend  # noqa: E402
 from olafhe.core.contract.backend import KeyRequest
-from olafhe.core.contract.ckks import bootstrap_cubic_error
-from olafhe.core.contract.ckks import CKKSParams
+from olafhe.core.contract.ckks import CKKSParams, bootstrap_cubic_error
 from olafhe.core.errors import (  # noqa: E402
     ApproximationError,
     CapabilityError,

@@ -88,6 +88,23 @@ def test_unreachable_target_gives_the_most_accurate_plan_or_an_error(loaded, pla
         run_optimize(strict, loaded=loaded, progress=False)
 
 
+def test_criterion_ranks_small_cnn_plans_like_the_test_set_and_does_not_under_predict(config, loaded,
+                                                                                   plan: Plan) -> None:
+    from olafhe.jobs.predict import predict
+
+    x, y = workspace.test_set(loaded.data_dir, None)  # all 10,000 test images, to measure only
+    plain = 100.0 * float(np.mean(predict(loaded.graph, x, 1000).argmax(1) == y))
+    tight = load_config("configs/small_cnn.toml", [*OVERRIDES, "optimizer.accuracy_drop=0.0001"])
+    accurate = run_optimize(tight, loaded=loaded, progress=False).plan  # the most accurate plan
+    drops = {}
+    for name, p in (("accurate", accurate), ("default", plan)):
+        acc = 100.0 * float(np.mean(predict(loaded.graph, x, 1000, p).argmax(1) == y))
+        drops[name] = (p.predicted.test_drop, plain - acc)
+    (pred_a, meas_a), (pred_d, meas_d) = drops["accurate"], drops["default"]
+    assert pred_a < pred_d and meas_a < meas_d, drops  # same ranking as on unseen images
+    assert meas_a <= pred_a + 0.5 and meas_d <= pred_d + 0.5, drops  # conservative on this model
+
+
 def test_simulator_accuracy_matches_direct_fast_path(config, loaded, plan: Plan) -> None:
     result = run_evaluate(config, plan, 200, progress=False, loaded=loaded)
     x, y = workspace.test_set(loaded.data_dir, 200)

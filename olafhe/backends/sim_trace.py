@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.polynomial import chebyshev as C
 
-from olafhe.backends.simulator import SimCiphertext, SimEvaluator, _fresh_noise_std
+from olafhe.backends.simulator import SimCiphertext, SimEvaluator, _fresh_noise_std, bootstrap_bias
 from olafhe.core.compiler.program import Program
 from olafhe.core.compiler.runtime import run_program
 from olafhe.core.contract.backend import Capabilities
@@ -121,7 +121,7 @@ class TracedEvaluator(SimEvaluator):
         values = a.values.real.astype(np.complex128)
         if self.noise:
             values = values + complex_noise(self.rng, values.shape, 2.0 ** -caps.precision_bits)
-            values = values - caps.bootstrap_cubic * np.mean(values.real, axis=-1, keepdims=True) ** 3
+            values = values - bootstrap_bias(values, caps)
         return self._rec("bootstrap", SimCiphertext(values, caps.level_after_bootstrap))
 
     def bootstrap_real(self, a: SimCiphertext) -> SimCiphertext:

@@ -117,10 +117,11 @@ class SimBytes:
         return []
 
 
-def bootstrap_bias(values: np.ndarray, caps: Capabilities) -> float:
-    """The systematic part of a bootstrap's error, common to every slot: ``k * mean^3`` of the slots' real
-    parts (:func:`~olafhe.core.contract.ckks.bootstrap_cubic_error`); the random part is the Gaussian."""
-    return caps.bootstrap_cubic * float(np.mean(values.real)) ** 3
+def bootstrap_bias(values: np.ndarray, caps: Capabilities) -> np.ndarray:
+    """The systematic part of a bootstrap's error, common to every slot of a ciphertext (the last axis):
+    ``k * mean^3`` of the slots' real parts (:func:`~olafhe.core.contract.ckks.bootstrap_cubic_error`);
+    the random part is the Gaussian."""
+    return caps.bootstrap_cubic * np.mean(values.real, axis=-1, keepdims=True) ** 3
 
 
 def _fresh_noise_std(caps: Capabilities) -> float:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
-from olafhe.core.compiler.packing import packed
+from olafhe.core.compiler.packing import Packing, packed
 from olafhe.core.compiler.program import Program
 from olafhe.core.compiler.runtime import encrypted_batch_inference
 from olafhe.core.config import Config
@@ -17,7 +17,7 @@ from olafhe.core.errors import ConfigError, DataError
 from olafhe.core.planning.ckks import images_per_ciphertext
 from olafhe.core.planning.machine import machine_description
 from olafhe.core.planning.plan import Plan
-from olafhe.jobs.backend import compile_for_backend, cost_table, warn_if_priced_elsewhere
+from olafhe.jobs.backend import compile_for_backend, cost_table, make_backend, warn_if_priced_elsewhere
 from olafhe.jobs.latency import predict_program_seconds
 from olafhe.jobs.memory import peak_rss_mb, reset_peak_rss
 from olafhe.jobs.predict import predict
@@ -61,7 +61,7 @@ def run_infer(config: Config, plan: Plan | None, limit: int, backend_name: str |
         report = check_plan_safety(config, plan, loaded, images=x, program=program, backend_name=backend.name, log=log)
         report.raise_if_unsafe("refused before key generation (--set safety.enabled=false runs it anyway)")
         safety = report.to_dict()
-    sim_logits, predicted_error = _simulator_reference(config, loaded, plan, x, batch, log)
+    sim_logits, predicted_error = _simulator_reference(config, loaded, plan, x, program, packing, log)
     predicted = _predicted_per_image(config, program, backend, caps.slots, batch, x[0].numpy())
     reset_peak_rss()  # the peak below is this run's, not that of earlier work in the process
     t_keys = time.perf_counter()
@@ -93,22 +93,24 @@ def run_infer(config: Config, plan: Plan | None, limit: int, backend_name: str |
     }
 
 
-def _simulator_reference(config: Config, loaded: Loaded, plan: Plan, x: torch.Tensor, batch: int,
-                         log: Log) -> tuple[np.ndarray, float]:
+def _simulator_reference(config: Config, loaded: Loaded, plan: Plan, x: torch.Tensor, program: Program,
+                         packing: Packing, log: Log) -> tuple[np.ndarray, float]:
     """The simulator's noise-free logits of ``x`` and its estimate of the CKKS error: the largest logit
     change when the compiled program runs on the simulator with its noise model (each bootstrap's random
     error at the plan's precision and its systematic error on the slots' mean), packed as encrypted."""
     exact = predict(loaded.graph, x, config.data.batch_size, plan)
     noisy_config = replace(config, backend=replace(config.backend, ckks=replace(config.backend.ckks, noise=True)))
-    noisy = _program_logits(noisy_config, loaded, plan, x, batch)
+    noisy = _program_logits(noisy_config, loaded, plan, x, program, packing)
     error = float(np.max(np.abs(noisy - exact))) if len(x) else 0.0
     log(f"simulator: predicted max logit error {error:.2e} (the program on the simulator, its noise model)")
     return exact, error
 
 
-def _program_logits(config: Config, loaded: Loaded, plan: Plan, x: torch.Tensor, batch: int) -> np.ndarray:
-    """Logits of the compiled program on the simulator, ``batch`` images per ciphertext."""
-    backend, _, packing, program = compile_for_backend(config, loaded.graph, plan, "simulator", batch)
+def _program_logits(config: Config, loaded: Loaded, plan: Plan, x: torch.Tensor, program: Program,
+                    packing: Packing) -> np.ndarray:
+    """Logits of the already compiled ``program`` on the simulator, packed as ``packing`` says."""
+    batch = packing.batch
+    backend = make_backend(config, "simulator", plan, loaded.graph, batch)
     client, raw = backend.keygen(packing.key_request(program.key_request()))
     server = packed(raw, packing)
     rows = [encrypted_batch_inference(program, client, server, [im.numpy() for im in x[i:i + batch]])[0]

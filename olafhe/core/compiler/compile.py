@@ -25,7 +25,9 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from olafhe.core.compiler.layout import Layout, compact_layout, diagonals, grid_layout, inherit_layout, plan_bsgs
+from olafhe.core.compiler.layout import (Layout, compact_layout, diagonals, grid_layout, inherit_layout, plan_bsgs,
+                                         replica_sum_steps)
+from olafhe.core.compiler.multiplex import choose_rotated_copies
 from olafhe.core.compiler.presum import anchor_matrix, pools_into_dense, pools_uniformly, presum_steps
 from olafhe.core.compiler.program import ActivationStep, AddStep, Encoding, LinearStep, Program, Step
 from olafhe.core.errors import CapabilityError, OlafheError, UnsupportedLayerError
@@ -45,12 +47,15 @@ def compile_program(
     cache_diagonals: bool = True,
     layouts: dict[str, Layout] | None = None,
     max_rotation_keys: int = 0,
+    multiplex: bool = True,
 ) -> Program:
     """Compile ``graph`` with per-activation entries ``layers[name]`` (PlanLayer-like objects with
     ``approximation``, ``bootstrap_before``, ``level_in``, ``depth``) for ``slots`` slots.
 
     ``layers=None`` compiles the linear structure only (activations of depth 0 without bootstraps,
     no interval scaling): the program the planner prices, which :func:`run_program` refuses to run.
+    ``multiplex``: hold values between two linear steps in rotated copies where that needs fewer
+    products and rotations (:mod:`~olafhe.core.compiler.multiplex`).
     """
     if layers is not None:
         missing = [a.name for a in graph.activations() if a.name not in layers]
@@ -64,6 +69,8 @@ def compile_program(
     picking = {n: (anchor_matrix(m, pooled[n]), b) if n in pooled else (m, b) for n, (m, b) in operators.items()}
     order = [n.name for n in graph.nodes if n.name in materialized]
     value_layout = _assign_layouts(graph, chains, picking, order, slots, layouts)
+    if multiplex and layouts is None:
+        value_layout = choose_rotated_copies(graph, chains, picking, value_layout, slots)
     enc_of = _encodings(graph, layers, materialized, order)
     steps = _steps(graph, order, layers, chains, operators, enc_of, value_layout, pooled)
     return Program(
@@ -157,7 +164,7 @@ def _assign_layouts(graph: Graph, chains: Chains, operators: Operators, order: l
             value_layout[name] = chosen[key]
     for name, node in ((n.name, n) for n in graph.nodes if n.op == "add"):
         a, b = (value_layout[i] for i in node.inputs)
-        if not np.array_equal(a.slots, b.slots):
+        if not a.same_slots(b):
             raise UnsupportedLayerError(f"residual add {name!r} joins tensors in different slot layouts")
     return value_layout
 
@@ -305,7 +312,8 @@ def _linear_step(name: str, chain: tuple[str, list[str]], operator: tuple[sp.csr
         matrix = anchor_matrix(matrix, pooled)  # type: ignore[arg-type]
     offs = diagonals(matrix, lay_in, lay_out, with_values=False).offsets
     return LinearStep(name, start, tuple(names), matrix, bias_enc, lay_in, lay_out, offs,
-                      plan_bsgs(offs, lay_in.period), presum=presum or ())
+                      plan_bsgs(offs, lay_in.period), presum=presum or (),
+                      postsum=replica_sum_steps(lay_in, lay_out))
 
 
 def _activation_step(name: str, src: str, layer: Any, enc: Encoding) -> ActivationStep:

@@ -15,6 +15,12 @@ input and output are grid layouts with ``g_out = stride * g_in`` the slot differ
 (output, input) pair depends only on the channel pair and the kernel offset, which keeps the number of
 diagonals small (this is the multiplexed, gapped layout of ARCHITECTURE.md).
 
+A layout with ``copies = r > 1`` fills all ``r * P0`` slots with ``r`` *rotated* copies instead of equal
+replicas: copy ``j`` holds the data rotated by ``j * P0 / r`` within its own ``P0`` slots. One rotation of
+such a ciphertext then shows each copy a different diagonal, so a linear step reading it can split its
+diagonals over the copies and sum them with ``log2(r)`` rotations by multiples of ``P0``
+(:mod:`olafhe.core.compiler.multiplex` chooses where).
+
 :func:`diagonals` turns a sparse matrix into the set of non-zero diagonals for two layouts;
 :class:`BSGS` splits them into baby and giant steps for hoisted rotations.
 """
@@ -32,18 +38,43 @@ import scipy.sparse as sp
 class Layout:
     """Slot position (within one period) of every tensor element, plus a human-readable kind."""
 
-    slots: np.ndarray     # int64, one entry per flattened tensor element, all distinct
+    slots: np.ndarray     # int64, one entry per flattened tensor element, all distinct (copy 0)
     kind: str = "compact"
     min_period: int = 1   # inherited layouts keep their input's period (no replica expansion)
+    copies: int = 1       # > 1: rotated copies fill copies * base_period slots (module docstring)
 
     @property
     def span(self) -> int:
         return int(self.slots.max()) + 1 if self.slots.size else 0
 
     @property
-    def period(self) -> int:
-        """Replication period: the smallest power of two covering the span."""
+    def base_period(self) -> int:
+        """The smallest power of two covering the span (at least ``min_period``)."""
         return max(self.min_period, 1 << max(0, math.ceil(math.log2(max(self.span, 1)))))
+
+    @property
+    def period(self) -> int:
+        """Replication period of the slot vector: the base period, times the copies when rotated copies."""
+        return self.base_period * self.copies
+
+    @property
+    def shift(self) -> int:
+        """How far each further copy is rotated within its base period."""
+        return self.base_period // self.copies
+
+    def copy_slots(self) -> np.ndarray:
+        """(copies, elements) slot positions of every copy of every element within one period."""
+        p0, j = self.base_period, np.arange(self.copies)[:, None]
+        return (self.slots[None, :] - j * self.shift) % p0 + j * p0
+
+    def scatter(self, values: np.ndarray) -> np.ndarray:
+        """One period of the slot vector holding ``values`` (one per element) in every copy."""
+        vec = np.zeros(self.period)
+        vec[self.copy_slots()] = np.asarray(values, dtype=np.float64)[None, :]
+        return vec
+
+    def same_slots(self, other: Layout) -> bool:
+        return self.copies == other.copies and np.array_equal(self.slots, other.slots)
 
     def __len__(self) -> int:
         return int(self.slots.size)
@@ -110,16 +141,14 @@ def diagonals(matrix: sp.spmatrix, layout_in: Layout, layout_out: Layout, with_v
     come out replicated with period ``P_out``. When ``P_out < P_in`` every output replica inside one
     input period is computed explicitly. Entry (o, i) lands on diagonal ``(in_slot(i) - s) mod P_in``
     at every output position ``s`` of row ``o``; diagonal vectors have period ``max(P_in, P_out)``.
+    An output in rotated copies computes every copy; an input in rotated copies computes each entry in
+    one copy only, chosen so that copies share offsets (partial sums, :func:`replica_sum_steps` adds them).
     """
-    p_in, p_out = layout_in.period, layout_out.period
-    p_eff = max(p_in, p_out)
     coo = matrix.tocoo()
     keep = coo.data != 0.0
     rows, cols, vals = coo.row[keep], coo.col[keep], coo.data[keep]
-    reps = p_eff // p_out
-    so = (layout_out.slots[rows][None, :] + p_out * np.arange(reps)[:, None]).ravel()
-    si = np.tile(layout_in.slots[cols], reps)
-    vals = np.tile(vals, reps)
+    so, si, p_in, p_eff = _entry_slots(rows, cols, layout_in, layout_out)
+    vals = np.tile(vals, so.size // max(vals.size, 1)) if vals.size else vals
     k = (si - so) % p_in
     # k lies in [0, P_in): counting beats sorting for the millions of entries of a convolution
     offsets = np.flatnonzero(np.bincount(k, minlength=p_in))
@@ -130,6 +159,47 @@ def diagonals(matrix: sp.spmatrix, layout_in: Layout, layout_out: Layout, with_v
     values = np.zeros((offsets.size, p_eff))
     values[position[k], so] = vals  # (diagonal, slot) pairs are unique: layouts are injective
     return Diagonals(offsets, values, p_eff)
+
+
+def _entry_slots(rows: np.ndarray, cols: np.ndarray, lay_in: Layout,
+                 lay_out: Layout) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """Output and input slot of every computed product (entries repeated per output replica or copy),
+    the input's period and the diagonals' period."""
+    p_in, p_out = lay_in.period, lay_out.period
+    if lay_in.copies > 1 and lay_out.copies > 1:
+        raise ValueError("a linear step cannot both read and write rotated copies")
+    if lay_in.copies > 1:
+        return (*_partial_sum_slots(rows, cols, lay_in, lay_out), p_in, p_in)
+    p_eff = max(p_in, p_out)
+    if lay_out.copies > 1:
+        so = lay_out.copy_slots()[:, rows]
+        so = (so[None, :, :] + p_out * np.arange(p_eff // p_out)[:, None, None]).ravel()
+    else:
+        so = (lay_out.slots[rows][None, :] + p_out * np.arange(p_eff // p_out)[:, None]).ravel()
+    return so, np.tile(lay_in.slots[cols], so.size // max(cols.size, 1)), p_in, p_eff
+
+
+def _partial_sum_slots(rows: np.ndarray, cols: np.ndarray, lay_in: Layout,
+                       lay_out: Layout) -> tuple[np.ndarray, np.ndarray]:
+    """Output and input slot of each entry read from rotated copies: the entry at natural offset
+    ``k`` (mod ``P0``) reads copy ``k // shift``, where it sits ``k mod shift`` slots after the output
+    position; an entry whose input wrapped around its copy writes its partial sum one copy back, so every
+    offset is ``k mod shift`` (they are added up afterwards, :func:`replica_sum_steps`)."""
+    p0, r = lay_in.base_period, lay_in.copies
+    if lay_out.period != p0:
+        raise ValueError(f"partial sums over rotated copies need an output period of {p0}, not {lay_out.period}")
+    pos_in, pos_out = lay_in.slots[cols], lay_out.slots[rows]
+    copy = ((pos_in - pos_out) % p0) // lay_in.shift
+    within = (pos_in - copy * lay_in.shift) % p0
+    out_copy = np.where(within >= pos_out, copy, (copy - 1) % r)
+    return pos_out + out_copy * p0, within + copy * p0
+
+
+def replica_sum_steps(lay_in: Layout, lay_out: Layout) -> tuple[int, ...]:
+    """Rotate-and-add amounts summing the partial sums a step reading rotated copies leaves in them."""
+    if lay_in.copies == 1:
+        return ()
+    return tuple(lay_in.base_period << m for m in range(lay_in.copies.bit_length() - 1))
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,8 @@ def presum_steps(layout: Layout, shape: tuple[int, int, int]) -> tuple[int, ...]
     """Rotation amounts whose rotate-and-add sums every channel of ``shape`` (C, H, W) into its anchor slot
     (channel c's position (0, 0)); None when the layout does not place every channel alike on a
     power-of-two grid."""
+    if layout.copies != 1:
+        return None
     c, h, w = shape
     slots = layout.slots.reshape(c, h, w)
     period = layout.period

@@ -43,6 +43,7 @@ class LinearStep:
     offsets: np.ndarray
     bsgs: BSGS
     presum: tuple[int, ...] = ()   # rotate-and-add steps before the diagonals (pooling, no level)
+    postsum: tuple[int, ...] = ()  # rotate-and-add steps after them (partial sums of rotated copies)
     _diag_cache: Diagonals | None = field(default=None, repr=False)
 
     kind = "linear"
@@ -116,7 +117,7 @@ class Program:
         out: set[int] = set()
         for step in self.steps:
             if isinstance(step, LinearStep):
-                out |= {r % self.slots for r in (*step.bsgs.rotations, *step.presum) if r % self.slots}
+                out |= {r % self.slots for r in (*step.bsgs.rotations, *step.presum, *step.postsum) if r % self.slots}
         return frozenset(out)
 
     @property
@@ -151,6 +152,9 @@ class Program:
                     "baby_rotations": sum(1 for b in s.bsgs.babies if b),
                     "giant_rotations": sum(1 for g in s.bsgs.giants if g), "baby_step": s.bsgs.baby_step,
                     **({"presum_rotations": len(s.presum)} if s.presum else {}),
+                    **({"copies_in": s.layout_in.copies} if s.layout_in.copies > 1 else {}),
+                    **({"copies_out": s.layout_out.copies} if s.layout_out.copies > 1 else {}),
+                    **({"replica_sum_rotations": len(s.postsum)} if s.postsum else {}),
                 })
         return rows
 
@@ -160,9 +164,7 @@ class Program:
         x = np.asarray(image, dtype=np.float64).ravel()
         if x.size != len(self.input_layout):
             raise ShapeError(f"model input has {len(self.input_layout)} values, got an image with {x.size}")
-        vec = np.zeros(self.input_layout.period)
-        vec[self.input_layout.slots] = self.input_encoding.alpha * x + self.input_encoding.beta
-        return tile(vec, self.slots)
+        return tile(self.input_layout.scatter(self.input_encoding.alpha * x + self.input_encoding.beta), self.slots)
 
     def decode_output(self, slots: np.ndarray) -> np.ndarray:
         return np.asarray(slots, dtype=np.float64)[self.output_layout.slots]

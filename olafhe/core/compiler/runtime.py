@@ -106,7 +106,8 @@ def _inputs(step: Step) -> tuple[str, ...]:
 
 
 def apply_linear(program: Program, step: LinearStep, ev: Evaluator, x: Any) -> Any:
-    """Diagonal method with baby-step/giant-step: y = sum_g rot(sum_b rot(D_{g+b}, -g) * rot(x, b), g)."""
+    """Diagonal method with baby-step/giant-step: y = sum_g rot(sum_b rot(D_{g+b}, -g) * rot(x, b), g);
+    partial sums over rotated copies are then added up (``step.postsum``)."""
     diag = step.diagonals(program.cache_diagonals)
     index = {int(k): i for i, k in enumerate(diag.offsets)}
     chains = program.chains
@@ -133,10 +134,10 @@ def apply_linear(program: Program, step: LinearStep, ev: Evaluator, x: Any) -> A
         total = inner if total is None else ev.add(total, inner)
     if total is None:  # an all-zero matrix: still consume the level the plan accounts for
         total = ev.multiply_scalar(x, 0.0)
-    bias = np.zeros(step.layout_out.period)
-    bias[step.layout_out.slots] = step.bias
-    if np.any(bias):
-        total = ev.add_plain(total, tile(bias, program.slots))
+    for s in step.postsum:  # partial sums left in rotated copies: add them up (no level)
+        total = ev.add(total, ev.rotate(total, s) if chains is None else chains.rotate(ev, total, s))
+    if np.any(step.bias):
+        total = ev.add_plain(total, tile(step.layout_out.scatter(step.bias), program.slots))
     return total
 
 

@@ -53,6 +53,9 @@ def linear_step_seconds(step: LinearStep, costs: CostTable, level: int, chains: 
     presum = [s for s in step.presum if s]  # rotate-and-add pooling before the diagonals
     rotations = len(presum) if chains is None else chains.count(presum, shared=False)
     seconds += rotations * costs.cost("rotate", level) + len(presum) * costs.cost("add", level)
+    postsum = [s for s in step.postsum if s]  # partial sums of rotated copies, after the products
+    rotations = len(postsum) if chains is None else chains.count(postsum, shared=False)
+    seconds += rotations * costs.cost("rotate", level - 1) + len(postsum) * costs.cost("add", level - 1)
     # multiply_plain is measured with a raw vector, so its cost already includes encoding the diagonal
     seconds += d * costs.cost("multiply_plain", level)
     seconds += max(d - 1, 0) * costs.cost("add", level - 1) + costs.cost("add_plain", level - 1)

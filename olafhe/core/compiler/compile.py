@@ -25,8 +25,15 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from olafhe.core.compiler.layout import (Layout, compact_layout, diagonals, grid_layout, inherit_layout, plan_bsgs,
-                                         replica_sum_steps)
+from olafhe.core.compiler.layout import (
+    Layout,
+    compact_layout,
+    diagonals,
+    grid_layout,
+    inherit_layout,
+    plan_bsgs,
+    replica_sum_steps,
+)
 from olafhe.core.compiler.multiplex import choose_rotated_copies
 from olafhe.core.compiler.presum import anchor_matrix, pools_into_dense, pools_uniformly, presum_steps
 from olafhe.core.compiler.program import ActivationStep, AddStep, Encoding, LinearStep, Program, Step

@@ -106,7 +106,7 @@ def outside_fraction(stats: ActivationStats, interval: tuple[float, float]) -> f
     overlap = np.clip(np.minimum(hi, b) - np.maximum(lo, a), 0.0, None)
     centers_inside = ((lo + hi) / 2 >= a) & ((lo + hi) / 2 <= b)
     inside = np.where(width > 0, overlap / np.where(width > 0, width, 1.0), centers_inside)
-    return float(np.clip(1.0 - np.dot(mass, inside), 0.0, 1.0))
+    return float(np.clip(np.dot(mass, 1.0 - inside), 0.0, 1.0))  # not 1 - inside mass: exactly 0 when all inside
 
 
 def with_errors(

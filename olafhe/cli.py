@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from olafhe.cli_common import add_common_arguments, emit, load_command_config, load_plan, log, print_olafhe_warnings
-from olafhe.core.errors import OlafheError
+from olafhe.core.errors import ConfigError, OlafheError
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
@@ -155,8 +155,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
     run_bench(args.configs, Path(args.out), set_overrides=args.set, log=log, encrypted=args.encrypted,
               limit=args.limit, readme=args.readme,
               backends=[b.strip() for b in args.backends.split(",") if b.strip()] if args.backends else None,
-              plans_dir=args.plans, measured=args.measured, progress=not args.no_progress)
+              plans_dir=args.plans, measured=args.measured, progress=not args.no_progress,
+              combos=[_combo(c) for c in args.combo] or None)
     return 0
+
+
+def _combo(text: str) -> tuple[str, str]:
+    """``APPROXIMATOR/OPTIMIZER`` (e.g. ``composite-minimax/published``) as a pair."""
+    approx, sep, opt = text.partition("/")
+    if not sep or not approx.strip() or not opt.strip():
+        raise ConfigError(f"--combo expects APPROXIMATOR/OPTIMIZER (e.g. composite-minimax/published), got {text!r}")
+    return approx.strip(), opt.strip()
 
 
 def _add_plan_commands(sub: argparse._SubParsersAction) -> None:
@@ -222,6 +231,9 @@ def _add_bench_command(sub: argparse._SubParsersAction) -> None:
                     "(default: the config's backend)")
     sp.add_argument("--no-progress", action="store_true", help="no progress bars")
     sp.add_argument("--plans", help="reuse the plans a previous bench saved in this folder instead of optimizing")
+    sp.add_argument("--combo", action="append", default=[], metavar="APPROXIMATOR/OPTIMIZER",
+                    help="a combination to bench, repeatable; the first is the speedup baseline (default: "
+                         "composite-minimax/uniform, composite-minimax/published, wls/uniform, wls/greedy, wls/dp)")
     sp.add_argument("--measured", action="append", default=[], metavar="PATH",
                     help="saved `olafhe infer --json` outputs (file or folder) whose measured latency fills the "
                          "rows of the same plans")

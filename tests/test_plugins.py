@@ -32,7 +32,7 @@ EXAMPLE_DIST = "olafhe-example-plugin"
 BUILTINS = {
     "backends": {"simulator", "openfhe", "tenseal"},
     "approximators": {"wls", "minimax", "composite-minimax"},
-    "optimizers": {"dp", "greedy", "uniform"},
+    "optimizers": {"dp", "greedy", "uniform", "published"},
 }
 
 

@@ -183,6 +183,10 @@ class FakePipeline:
             accuracy = {5: 80.0, 7: 86.0}.get(degree, 99.0)
             plan = make_plan([degree] * 3, model=config.model.name, approximator=approximator, optimizer=optimizer,
                              latency=20.0, accuracy=accuracy, target=85.0)
+        elif approximator == "composite-minimax" and optimizer == "published":  # consistent modulus: slower
+            plan = make_plan([27] * 3, boots=(0, 1, 2), model=config.model.name, approximator=approximator,
+                             optimizer=optimizer, latency=80.0, accuracy=90.0, target=85.0)
+            plan.extra.other["placement"] = {"name": "published", "modulus": "consistent"}
         elif approximator == "composite-minimax":
             plan = make_plan([27] * 3, boots=(1,), model=config.model.name, approximator=approximator,
                              optimizer=optimizer, latency=60.0, accuracy=90.0, target=85.0)
@@ -233,8 +237,14 @@ def test_run_bench_orchestration(fake: FakePipeline, tmp_path: Path) -> None:
     assert uniform == [(3, [3]), (5, [5]), (7, [7])]
     rows = {(r["approximator"], r["optimizer"]): r for r in doc["rows"]}
     assert list(rows) == list(bench.DEFAULT_COMBOS)
-    base, uni, greedy, dp = (rows[c] for c in bench.DEFAULT_COMBOS)
+    assert bench.DEFAULT_COMBOS[:2] == (("composite-minimax", "uniform"), ("composite-minimax", "published"))
+    base, pub, uni, greedy, dp = (rows[c] for c in bench.DEFAULT_COMBOS)
     assert base["bootstraps"] == 1 and base["degrees"] == [27, 27, 27] and base["speedup_predicted"] == 1.0
+    # the published baseline: its own row, labelled, consistent modulus, slower than our placement of it
+    assert pub["label"] == "composite-minimax/published" and pub["modulus"] == "consistent"
+    assert base["modulus"] is None and pub["bootstraps"] == 3 and pub["degrees"] == base["degrees"]
+    assert pub["speedup_predicted"] == pytest.approx(60.0 / 80.0)
+    assert ("composite-minimax", "published", None, []) in fake.optimize_calls  # optimized, not degree-searched
     assert uni["degrees"] == [7, 7, 7] and uni["meets_target"] is True and uni["tuning_accuracy"] == 86.0
     assert [h["degree"] for h in uni["uniform_search"]] == [3, 5, 7] and "error" in uni["uniform_search"][0]
     assert uni["speedup_predicted"] == pytest.approx(3.0)
@@ -254,8 +264,9 @@ def test_run_bench_orchestration(fake: FakePipeline, tmp_path: Path) -> None:
     assert on_disk["command"].startswith("olafhe bench ") and "--encrypted --limit 200" in on_disk["command"]
     md = (out / "results.md").read_text()
     plans_table, runs_table = md.split("Encrypted runs")
-    assert plans_table.count("\n| small_cnn |") == 4 and "failed: greedy found nothing" in plans_table
-    assert runs_table.count("\n| small_cnn |") == 3  # one line per encrypted run (greedy failed before it)
+    assert plans_table.count("\n| small_cnn |") == 5 and "failed: greedy found nothing" in plans_table
+    assert "| composite-minimax | published |" in plans_table
+    assert runs_table.count("\n| small_cnn |") == 4  # one line per encrypted run (greedy failed before it)
     assert (out / "small_cnn-degrees.png").read_bytes().startswith(PNG_MAGIC)
     assert (out / "small_cnn-pareto.png").read_bytes().startswith(PNG_MAGIC)
     assert md.strip() in readme.read_text()

@@ -90,6 +90,7 @@ def run_optimize(config: Config, approximator: str | None = None, optimizer: str
     sens = sensitivities(config, loaded, cal_x, calib, log)
     cands_raw = _fit_candidates(config, approx, calib, log)
     configs, max_level = _bootstrap_configs(config, caps, costs, log)
+    configs = opt.select_bootstrap_configs(configs) if configs else configs
     top = top_level(max_level, configs)
     cands = {name: make_candidates(c, sens[name], backend.chebyshev_depth, costs, top) for name, c in cands_raw.items()}
     program = compile_program(loaded.graph, None, caps.slots, input_level=top,
@@ -105,7 +106,8 @@ def run_optimize(config: Config, approximator: str | None = None, optimizer: str
     plan.predicted = replace(plan.predicted, test_drop=best.predicted_drop, max_test_drop=best.max_drop)
     plan.extra = PlanExtra(tuning={"images": len(pool), "pool": config.optimizer.tuning_pool, "met": best.met,
                                    "criterion": _criterion_doc(criterion), "budget": best.budget, "history": history},
-                           sensitivity=sens, linear_layers=program.linear_report())
+                           sensitivity=sens, linear_layers=program.linear_report(),
+                           other={k: best.solution.info[k] for k in ("placement",) if k in best.solution.info})
     plan.fingerprint = workspace.fingerprint(config, loaded)
     if config.safety.enabled:  # the numeric model: refuse a plan whose values break CKKS, before any keys
         check_plan_safety(config, plan, loaded, log=log).raise_if_unsafe()

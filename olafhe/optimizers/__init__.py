@@ -1,4 +1,4 @@
-"""Built-in degree optimizers: dynamic programming, greedy, uniform."""
+"""Built-in degree optimizers: dynamic programming, greedy, uniform, published (the baseline as published)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from olafhe.core.contract.hookspecs import hookimpl
 def olafhe_optimizers() -> list[type]:
     from olafhe.optimizers.dp import DPOptimizer
     from olafhe.optimizers.greedy import GreedyOptimizer
+    from olafhe.optimizers.published import PublishedOptimizer
     from olafhe.optimizers.uniform import UniformOptimizer
 
-    return [DPOptimizer, GreedyOptimizer, UniformOptimizer]
+    return [DPOptimizer, GreedyOptimizer, UniformOptimizer, PublishedOptimizer]

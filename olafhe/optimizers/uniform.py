@@ -36,23 +36,29 @@ class UniformOptimizer(DegreeOptimizer):
     def optimize(self, problem: OptimizationProblem, budget: float) -> Solution:
         t0 = time.perf_counter()
         prepare(problem)
-        degrees = [[c.approximation.degree for c in layer.candidates] for layer in problem.layers]
-        common = set(degrees[0]).intersection(*degrees[1:])
-        degree = self.degree
-        if degree is None:
-            if not common:
-                raise ConfigError("uniform: no polynomial degree is available in every layer; "
-                                  "set optimizer_params.degree and fit that degree for every layer")
-            degree = max(common)
-        elif degree not in common:
-            missing = [layer.name for layer, ds in zip(problem.layers, degrees, strict=True) if degree not in ds]
-            raise ConfigError(f"uniform: degree {degree} is not among the candidates of layers {missing}; "
-                              f"degrees available in every layer: {sorted(common)}")
-        indices = []
-        for layer, ds in zip(problem.layers, degrees, strict=True):
-            options = [k for k, d in enumerate(ds) if d == degree]
-            dist = np.array([layer.candidates[k].distortion for k in options], dtype=np.float64)
-            indices.append(options[int(np.argmin(np.where(np.isnan(dist), np.inf, dist)))])
+        indices, degree = uniform_indices(problem, self.degree, self.name)
         solution = place(problem, indices, {"optimizer": self.name, "degree": degree})
         solution.info["runtime_s"] = time.perf_counter() - t0
         return solution
+
+
+def uniform_indices(problem: OptimizationProblem, degree: int | None, name: str = "uniform") -> tuple[list[int], int]:
+    """Per layer the least-distortion candidate of one common degree (default: the largest every layer
+    has), and that degree; ``name`` prefixes the errors."""
+    degrees = [[c.approximation.degree for c in layer.candidates] for layer in problem.layers]
+    common = set(degrees[0]).intersection(*degrees[1:])
+    if degree is None:
+        if not common:
+            raise ConfigError(f"{name}: no polynomial degree is available in every layer; "
+                              "set optimizer_params.degree and fit that degree for every layer")
+        degree = max(common)
+    elif degree not in common:
+        missing = [layer.name for layer, ds in zip(problem.layers, degrees, strict=True) if degree not in ds]
+        raise ConfigError(f"{name}: degree {degree} is not among the candidates of layers {missing}; "
+                          f"degrees available in every layer: {sorted(common)}")
+    indices = []
+    for layer, ds in zip(problem.layers, degrees, strict=True):
+        options = [k for k, d in enumerate(ds) if d == degree]
+        dist = np.array([layer.candidates[k].distortion for k in options], dtype=np.float64)
+        indices.append(options[int(np.argmin(np.where(np.isnan(dist), np.inf, dist)))])
+    return indices, degree

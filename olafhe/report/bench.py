@@ -44,6 +44,7 @@ Log = Callable[[str], None]
 
 DEFAULT_COMBOS: tuple[tuple[str, str], ...] = (
     ("composite-minimax", "uniform"),  # the prior-work baseline: first, speedups are relative to it
+    ("composite-minimax", "published"),  # the same polynomials with the published consistent modulus
     ("wls", "uniform"),
     ("wls", "greedy"),
     ("wls", "dp"),
@@ -54,7 +55,7 @@ ROW_DEFAULTS: dict[str, Any] = {
     "predicted_drop": None, "max_drop": None, "meets_target": None,
     "bootstraps": None, "total_depth": None, "predicted_latency_s": None, "measured_latency_s": None,
     "peak_rss_mb": None, "speedup_predicted": None, "speedup_measured": None, "degrees": [],
-    "security_bits": None, "ring_dimension": None, "plan": None, "error": None,
+    "security_bits": None, "ring_dimension": None, "modulus": None, "plan": None, "error": None,
 }
 
 
@@ -82,7 +83,9 @@ def run_bench(configs: list[str], out_dir: Path, set_overrides: list[str] | None
     """Optimize, evaluate and compare every (approximator, optimizer) combination on every config.
 
     Per config the model and calibration are loaded once and shared by all combinations. The first
-    combination is the baseline for the speedup columns (by default composite-minimax/uniform).
+    combination is the baseline for the speedup columns (by default composite-minimax/uniform, the
+    prior-work polynomials at our own best placement; composite-minimax/published, the same polynomials
+    with the published consistent modulus, is the second row).
     ``uniform`` with any approximator but the baseline's needs a degree: ``uniform_degree``, else the
     search of :func:`_uniform_plan`.
 
@@ -304,6 +307,7 @@ def _plan_fields(plan: Plan) -> dict:
         "degrees": plan.degrees,
         "security_bits": plan.ckks.security_bits,
         "ring_dimension": plan.ckks.ring_dimension,
+        "modulus": (plan.extra.other.get("placement") or {}).get("modulus"),
     }
 
 

@@ -135,3 +135,8 @@ class DegreeOptimizer(ABC):
     def uses_budget(self) -> bool:
         """False for optimizers (like ``uniform``) whose answer does not depend on the budget."""
         return True
+
+    def select_bootstrap_configs(self, configs: dict[int, float]) -> dict[int, float]:
+        """The bootstrapping configurations (level after bootstrap -> seconds per bootstrap) to plan with,
+        out of the safe ones the cost table offers; the optimize job tries each. Default: all of them."""
+        return configs

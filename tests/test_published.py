@@ -120,3 +120,25 @@ def test_combo_flag_parses_pairs() -> None:
     for bad in ("composite-minimax", "/dp", "wls/"):
         with pytest.raises(OlafheError, match="APPROXIMATOR/OPTIMIZER"):
             _combo(bad)
+
+
+def test_values_bootstrapped_after_a_composite_stay_in_the_bootstrap_range() -> None:
+    """A trailing bootstrap reads the activation's output held divided by its interval's bound (the raw
+    output of a ResNet's last ReLU reaches ~9, past the range OpenFHE's bootstrap approximates well)."""
+    p = composite_problem({6: 1.0, 5: 0.4})
+    sol = PublishedOptimizer().optimize(p, math.inf)
+    plan = solution_to_plan(sol, p, "tiny", "composite-minimax", "published", PlanCKKS(levels=6))
+    trailing = [ly for ly in plan.layers if any(ly.stage_bootstrap[len(ly.approximation.stages):])]
+    assert trailing, "the consistent modulus bootstraps every composite's output before the next linear layer"
+    program = compile_program(tiny_graph(), {ly.name: ly for ly in plan.layers}, 512, plan.input_level)
+    backend = SimulatorBackend(CKKSParams(ring_dimension=1024, levels=6, bootstrap=True, insecure=True,
+                                          extra={"noise": False}))
+    client, server = backend.keygen(program.key_request())
+    seen: list[float] = []
+    bootstrap_real = server.bootstrap_real
+    server.bootstrap_real = lambda ct: seen.append(float(np.abs(ct.values).max())) or bootstrap_real(ct)  # type: ignore[method-assign]
+    x = images(4)
+    for i in range(len(x)):
+        logits, _ = encrypted_inference(program, client, server, x[i].numpy())
+        np.testing.assert_allclose(logits, simulate_logits(tiny_graph(), plan, x)[i], atol=1e-3)
+    assert len(seen) == 4 * program.bootstraps and max(seen) <= 1.0

@@ -248,14 +248,19 @@ def _pick_layout(cands: list[Layout], peers: list[str], chains: Chains, operator
 def _encodings(graph: Graph, layers: Mapping[str, Any] | None, materialized: set[str],
                order: list[str]) -> dict[str, Encoding]:
     """The encoding every materialized value is held in, propagated backwards from the activations'
-    intervals (none without layers) through residual additions."""
+    intervals (none without layers) through residual additions; an activation bootstrapped right after
+    (a composite's trailing bootstrap) that no addition constrains is held divided by its interval's bound."""
     req: dict[str, Encoding] = {}
     for node in reversed(graph.nodes):
         if node.name not in materialized and node.op != "input":
             continue
         if node.op == "activation" and layers is not None:
-            a, b = layers[node.name].approximation.interval
+            layer = layers[node.name]
+            a, b = layer.approximation.interval
             _demand(req, node.inputs[0], Encoding(2.0 / (b - a), -(a + b) / (b - a)), node.name)
+            after = tuple(getattr(layer, "stage_bootstrap", ()))[len(layer.approximation.stages):]
+            if node.name not in req and any(after):  # bootstrapped right away: keep it in the bootstrap's range
+                req[node.name] = Encoding(1.0 / max(abs(a), abs(b)), 0.0)
         elif node.op == "add":
             enc = req.get(node.name, Encoding())
             _demand(req, node.inputs[0], Encoding(enc.alpha, enc.beta), node.name)

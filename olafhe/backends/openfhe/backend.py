@@ -28,6 +28,7 @@ __all__ = ["OpenFHEBackend", "measure_chebyshev_depths"]
 # over 2^15 slots is ~3 bits worse (N = 2^16: 16.2-17.6 bits max for 3..6 levels; scale 50: 9.5 bits).
 _MEASURED_BOOTSTRAP_PRECISION: dict[tuple, float] = {
     (65536, 59, 60, (3, 3), "SPARSE_ENCAPSULATED"): 19.9,
+    (65536, 55, 60, (3, 3), "SPARSE_ENCAPSULATED"): 19.3,
     (65536, 50, 58, (3, 3), "SPARSE_ENCAPSULATED"): 12.1,
     (8192, 59, 60, (2, 2), "SPARSE_ENCAPSULATED"): 26.2,
     (4096, 59, 60, (1, 1), "SPARSE_ENCAPSULATED"): 26.0,

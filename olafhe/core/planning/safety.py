@@ -34,7 +34,7 @@ from olafhe.core.planning.numeric_trace import NumericTrace
 from olafhe.core.planning.plan import Plan
 from olafhe.core.poly.excursion import excursion_tolerances
 
-MEASURED_BOOTSTRAP_INPUT_RANGE: dict[tuple[int, int], float] = {(59, 60): 8.0, (50, 58): 32.0}
+MEASURED_BOOTSTRAP_INPUT_RANGE: dict[tuple[int, int], float] = {(59, 60): 8.0, (55, 60): 8.0, (50, 58): 32.0}
 """|x| the modular reduction handles with <= 1 bit lost, keyed by (scale_bits, first_mod_bits)."""
 UNKNOWN_BOOTSTRAP_INPUT_RANGE = 1.0  # unmeasured configurations: the range bootstrapping is designed for
 KINDS = ("bootstrap_range", "polynomial_excursion", "headroom", "bootstrap_precision")

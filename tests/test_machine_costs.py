@@ -80,11 +80,11 @@ def test_plan_records_the_table_and_machine_that_priced_it() -> None:
 
 
 def test_quick_calibration_covers_every_shipped_bootstrap_configuration() -> None:
-    """At N = 2^16: levels 3..6 at a 59-bit scale and 9 at 50 bits, each over 2^14 and 2^15 slots."""
+    """At N = 2^16: levels 3..6 at a 59-bit scale, 8 at 55 bits and 9 at 50 bits, each over 2^14 and 2^15 slots."""
     base = CKKSParams(ring_dimension=65536, levels=6, scale_bits=59, first_mod_bits=60)
     configs = bootstrap_configurations(base, load_cost_table("openfhe", 65536))
     assert [(c.levels, c.scale_bits, c.first_mod_bits) for c in configs] == [
-        (3, 59, 60), (4, 59, 60), (5, 59, 60), (6, 59, 60), (9, 50, 58)]
+        (3, 59, 60), (4, 59, 60), (5, 59, 60), (6, 59, 60), (8, 55, 60), (9, 50, 58)]
     slots = quick_slot_counts(65536)
     assert slots == [16384, 32768]
     runs = quick_runs(configs, slots, [3, 7, 15, 31, 63], lambda d: (d + 1).bit_length() - 1)

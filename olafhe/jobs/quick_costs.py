@@ -6,7 +6,7 @@ Chebyshev series per candidate degree, and one bootstrap per bootstrapping confi
 the optimizer chooses among. The quick calibration measures those and nothing else:
 
 * configurations: the distinct bootstrapping configurations of the shipped table at this ring dimension
-  (``params["configs"]``; OpenFHE at N = 2^16: 3..6 levels at a 59-bit scale and 9 at 50 bits), else
+  (``params["configs"]``; OpenFHE at N = 2^16: 3..6 levels at 59 bits, 8 at 55 and 9 at 50 bits), else
   the config's own; slot counts: :data:`SPARSE_SLOTS` (automatic packing of the CIFAR models) and full
   packing (N/2; two images per ciphertext);
 * per configuration, one run with full packing measures its keys and bootstrap, the elementary kinds

@@ -13,17 +13,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
-from typing import Any
 
 import numpy as np
 
-from olafhe.core.contract.interfaces import DegreeOptimizer, OptimizationProblem, Solution
+from olafhe.core.contract.interfaces import OptimizationProblem, Solution
 from olafhe.core.errors import ConfigError, InfeasibleError
 from olafhe.core.planning.planner import STAGE_SEP
 from olafhe.optimizers.level_dp import LevelPath, LevelSolver, _Table
 from olafhe.optimizers.level_model import INF, Structure, no_plan_message, prepare
 from olafhe.optimizers.placement import to_solution
-from olafhe.optimizers.uniform import uniform_indices
+from olafhe.optimizers.uniform import UniformOptimizer, uniform_indices
 
 MODULUS = "consistent"
 
@@ -81,19 +80,11 @@ def consistent_path(problem: OptimizationProblem, indices: list[int], level: int
     return path
 
 
-class PublishedOptimizer(DegreeOptimizer):
-    """One degree everywhere, consistent modulus. Parameter ``degree`` (int): as for ``uniform``."""
+class PublishedOptimizer(UniformOptimizer):
+    """One degree everywhere (``uniform``'s choice and ``degree`` parameter), consistent modulus."""
 
     name = "published"
     description = "published baseline: one degree everywhere, consistent modulus (every activation at the top level)"
-
-    def __init__(self, degree: int | None = None, **params: Any) -> None:
-        super().__init__(degree=degree, **params)
-        self.degree = None if degree is None else int(degree)
-
-    @property
-    def uses_budget(self) -> bool:
-        return False
 
     def select_bootstrap_configs(self, configs: dict[int, float]) -> dict[int, float]:
         """Only the configuration with the most levels after bootstrap."""

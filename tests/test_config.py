@@ -143,6 +143,13 @@ def test_invalid_values_are_refused_after_typing() -> None:
         load_config(None, ["data.batch_size=0"])
     with pytest.raises(ConfigError, match="level_budget must have two entries"):
         load_config(None, ["backend.ckks.level_budget=[1, 2, 3]"])
+    with pytest.raises(ConfigError, match=r"optimizer.accuracy_margin must be in \[0, 1\)"):
+        load_config(None, ["optimizer.accuracy_margin=1"])
+
+
+def test_plans_are_tuned_to_the_allowed_drop_less_its_margin() -> None:
+    assert load_config(None).optimizer.tuning_target == pytest.approx(0.15)  # 0.3 points, half held back
+    assert load_config(None, ["optimizer.accuracy_drop=1", "optimizer.accuracy_margin=0"]).optimizer.tuning_target == 1
 
 
 # ------------------------------------------------------------------------------------------------

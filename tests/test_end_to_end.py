@@ -28,7 +28,7 @@ from olafhe.jobs.infer import run_infer
 from olafhe.jobs.latency import predict_plan_seconds
 from olafhe.jobs.optimize import run_optimize
 
-OVERRIDES = ["data.calibration_images=600", "optimizer.eval_images=300", "optimizer.accuracy_drop=9"]
+OVERRIDES = ["data.calibration_images=600", "optimizer.eval_images=300", "optimizer.accuracy_drop=18"]
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +73,10 @@ def test_plan_is_consistent(plan: Plan, loaded) -> None:
     assert plan.predicted.latency_s > 0
     assert plan.predicted.meets_target is True
     assert plan.predicted.test_drop <= plan.predicted.max_test_drop
+    # tuned to the allowed drop less its margin (half by default); the plan records the allowed drop
+    assert plan.predicted.max_test_drop == 18.0 and plan.extra.tuning["margin"] == 0.5
+    assert plan.extra.tuning["target"] == pytest.approx(9.0)
+    assert plan.predicted.test_drop <= plan.extra.tuning["target"]
 
 
 def test_unreachable_target_gives_the_most_accurate_plan_or_an_error(loaded, plan: Plan) -> None:

@@ -25,7 +25,7 @@ from olafhe.jobs.infer import run_infer
 from olafhe.jobs.predict import predict
 
 CONFIG = "configs/small_cnn.toml"
-SETS = ["data.calibration_images=600", "optimizer.eval_images=300", "optimizer.accuracy_drop=9"]
+SETS = ["data.calibration_images=600", "optimizer.eval_images=300", "optimizer.accuracy_drop=18"]
 RING = "backend.ckks.ring_dimension=16384"   # 8192 slots: two small-CNN images (4096 slots each)
 STEPS = (1, 3, -2)
 

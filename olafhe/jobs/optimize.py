@@ -2,7 +2,8 @@
 
 Every bootstrapping configuration the cost table measured (levels after bootstrap) is optimized
 separately, its distortion budget tuned until the plan's predicted test-set drop (the tuning criterion on
-the test-like tuning pool, simulated) is at most ``optimizer.accuracy_drop``; the fastest plan wins.
+the test-like tuning pool, simulated) is at most ``optimizer.tuning_target`` (the allowed drop less its
+margin); the fastest plan wins.
 Leveled backends (or ``optimizer.leveled``) get one search without bootstraps.
 """
 
@@ -73,7 +74,8 @@ class _Search:
 def run_optimize(config: Config, approximator: str | None = None, optimizer: str | None = None,
                  log: Log = quiet, progress: bool = True, loaded: Loaded | None = None,
                  calibration: CalibrationResult | None = None) -> OptimizeResult:
-    """The fastest plan whose predicted test-set drop is at most ``optimizer.accuracy_drop`` points."""
+    """The fastest plan whose predicted test-set drop is at most ``optimizer.tuning_target`` points (the
+    allowed ``accuracy_drop`` less its margin)."""
     t_start = time.perf_counter()
     approx = approximator_for(config, approximator)   # unknown names fail before any data is loaded
     opt = optimizer_for(config, optimizer)
@@ -103,8 +105,10 @@ def run_optimize(config: Config, approximator: str | None = None, optimizer: str
                      log)
     best, history = _best_over_configs(search, configs)
     plan = best.plan
-    plan.predicted = replace(plan.predicted, test_drop=best.predicted_drop, max_test_drop=best.max_drop)
+    allowed = config.optimizer.accuracy_drop
+    plan.predicted = replace(plan.predicted, test_drop=best.predicted_drop, max_test_drop=allowed)
     plan.extra = PlanExtra(tuning={"images": len(pool), "pool": config.optimizer.tuning_pool, "met": best.met,
+                                   "target": best.max_drop, "margin": config.optimizer.accuracy_margin,
                                    "criterion": _criterion_doc(criterion), "budget": best.budget, "history": history},
                            sensitivity=sens, linear_layers=program.linear_report(),
                            other={k: best.solution.info[k] for k in ("placement",) if k in best.solution.info})
@@ -155,7 +159,8 @@ def _criterion(config: Config, loaded: Loaded, pool: TuningPool, log: Log) -> Fl
     opt = config.optimizer
     crit = FlipCriterion(reference, opt.criterion_coefficient, opt.criterion_exponent, pool.parts)
     log(f"tuning pool: {len(reference)} {config.optimizer.tuning_pool} training images, plaintext median margin "
-        f"{float(np.median(crit.margins)):.2f}; allowed predicted test-set drop {opt.accuracy_drop} points")
+        f"{float(np.median(crit.margins)):.2f}; allowed test-set drop {opt.accuracy_drop} points, tuned to a "
+        f"predicted {opt.tuning_target:.3g} (margin {opt.accuracy_margin:.0%})")
     return crit
 
 
@@ -203,8 +208,9 @@ def _best_over_configs(search: _Search, configs: dict[int, float]) -> tuple[Tuni
     if best is None:
         raise OlafheError("no plan meets the predicted-drop target: " + "; ".join(failures))
     if not best.met:
-        search.log(f"WARNING: no plan is predicted to lose at most {best.max_drop} points; this is the most accurate "
-                   f"one (predicted drop {best.predicted_drop:.2f}). optimizer.best_effort = false makes this an "
+        search.log(f"WARNING: no plan is predicted to lose at most {best.max_drop:.3g} points (the allowed drop "
+                   f"less its margin); this is the most accurate one (predicted drop {best.predicted_drop:.2f}). "
+                   "optimizer.best_effort = false makes this an "
                    "error; more levels or higher degrees may reach the target")
     return best, history
 
@@ -239,7 +245,7 @@ def _tune_config(search: _Search, level_after: int | None, seconds: float | None
             s.log(f"{tag} skipped: its fastest plan ({fastest:.1f} s) is not faster than "
                   f"{best.solution.predicted_seconds:.1f} s")
             return None
-    return tune_budget(s.optimizer, problem, make_plan, s.logits_of, s.criterion, s.config.optimizer.accuracy_drop,
+    return tune_budget(s.optimizer, problem, make_plan, s.logits_of, s.criterion, s.config.optimizer.tuning_target,
                        start=start, log=lambda m: s.log(f"{tag} {m}"), best_effort=s.config.optimizer.best_effort)
 
 

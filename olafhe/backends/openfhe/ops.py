@@ -243,6 +243,21 @@ class OpenFHEEvaluator(KeyHolder, CiphertextBytes, Evaluator):
         self._timed("multiply_plain", lv, t)
         return out
 
+    def multiply_plain_sum(self, cts: Sequence[Any], vectors: Sequence[Any]) -> Any:
+        """``sum_i cts[i] * vectors[i]``, accumulated in place (a third of a fresh addition's cost)."""
+        total = None
+        for ct, vec in zip(cts, vectors, strict=True):
+            term = self.multiply_plain(ct, vec)
+            if total is None:
+                total = term
+            elif term.GetLevel() == total.GetLevel() and term.GetNoiseScaleDeg() == total.GetNoiseScaleDeg():
+                t = time.perf_counter()
+                self._cc.EvalAddInPlace(total, term)
+                self._timed("add", self._layout.level(total), t)
+            else:
+                total = self.add(total, term)
+        return total
+
     def multiply_scalar(self, a: Any, value: float) -> Any:
         lv = self.level(a)
         self._require("multiply_scalar", lv)

@@ -15,7 +15,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from olafhe.core.compiler.layout import BSGS, Diagonals, Layout, diagonals, tile
-from olafhe.core.compiler.rotations import RotationChains, power_of_two_keys
+from olafhe.core.compiler.rotations import RotationChains, giant_chain, power_of_two_keys
 from olafhe.core.contract.backend import KeyRequest
 from olafhe.core.errors import ShapeError
 from olafhe.core.poly.approximation import Approximation
@@ -121,17 +121,23 @@ class Program:
         return frozenset(out)
 
     @property
+    def uses_chains(self) -> bool:
+        """Power-of-two rotation chains: a key per amount would exceed ``max_rotation_keys``."""
+        return bool(self.max_rotation_keys) and len(self.used_rotations) > self.max_rotation_keys
+
+    @property
     def chains(self) -> RotationChains | None:
-        """Power-of-two rotation chains when a key per amount would exceed ``max_rotation_keys``."""
-        if self.max_rotation_keys and len(self.used_rotations) > self.max_rotation_keys:
-            return RotationChains(self.slots)
-        return None
+        """The rotation chains over this program's keys (None: a key per amount)."""
+        return RotationChains(self.slots, self.rotations) if self.uses_chains else None
 
     @property
     def rotations(self) -> frozenset[int]:
         """Rotation keys to generate."""
         used = self.used_rotations
-        return power_of_two_keys(used, self.slots) if self.chains else used
+        if not self.uses_chains:
+            return used
+        gaps = {a for s in self.steps if isinstance(s, LinearStep) for a in giant_chain(s.bsgs.giants)}
+        return power_of_two_keys(used | gaps, self.slots)
 
     @property
     def bootstraps(self) -> int:

@@ -20,6 +20,7 @@ import numpy as np
 from olafhe.core.compiler.layout import tile
 from olafhe.core.compiler.packing import PackedEvaluator, Packing
 from olafhe.core.compiler.program import ActivationStep, AddStep, LinearStep, Program, Step
+from olafhe.core.compiler.rotations import RotationChains
 from olafhe.core.contract.backend import Client, Evaluator
 from olafhe.core.errors import CapabilityError, OlafheError, ShapeError
 
@@ -118,8 +119,22 @@ def apply_linear(program: Program, step: LinearStep, ev: Evaluator, x: Any) -> A
         rotated = ev.rotate_hoisted(x, list(step.bsgs.babies))
     else:
         rotated = chains.rotate_many(ev, x, step.bsgs.babies)
-    total = None
-    for g in step.bsgs.giants:
+    total = _giant_sums(program, step, ev, rotated, diag, index, chains)
+    if total is None:  # an all-zero matrix: still consume the level the plan accounts for
+        total = ev.multiply_scalar(x, 0.0)
+    for s in step.postsum:  # partial sums left in rotated copies: add them up (no level)
+        total = ev.add(total, ev.rotate(total, s) if chains is None else chains.rotate(ev, total, s))
+    if np.any(step.bias):
+        total = ev.add_plain(total, tile(step.layout_out.scatter(step.bias), program.slots))
+    return total
+
+
+def _giant_sums(program: Program, step: LinearStep, ev: Evaluator, rotated: dict[int, Any], diag: Any,
+                index: dict[int, int], chains: RotationChains | None) -> Any:
+    """``sum_g rot(sum_b D_{g+b} * rot(x, b), g)``. With power-of-two key chains the giants are summed
+    Horner-style (:func:`~olafhe.core.compiler.rotations.giant_chain`): one chain per gap between giants."""
+    total, last = None, 0
+    for g in sorted(step.bsgs.giants, reverse=chains is not None):
         cts, vecs = [], []
         for b in step.bsgs.babies:
             i = index.get(g + b)
@@ -129,15 +144,15 @@ def apply_linear(program: Program, step: LinearStep, ev: Evaluator, x: Any) -> A
         if not cts:
             continue
         inner = ev.multiply_plain_sum(cts, vecs)
+        if chains is not None:  # running sum holds giants above g, still to be rotated by (giant - g)
+            total = inner if total is None else ev.add(chains.rotate(ev, total, last - g), inner)
+            last = g
+            continue
         if g:
-            inner = ev.rotate(inner, g) if chains is None else chains.rotate(ev, inner, g)
+            inner = ev.rotate(inner, g)
         total = inner if total is None else ev.add(total, inner)
-    if total is None:  # an all-zero matrix: still consume the level the plan accounts for
-        total = ev.multiply_scalar(x, 0.0)
-    for s in step.postsum:  # partial sums left in rotated copies: add them up (no level)
-        total = ev.add(total, ev.rotate(total, s) if chains is None else chains.rotate(ev, total, s))
-    if np.any(step.bias):
-        total = ev.add_plain(total, tile(step.layout_out.scatter(step.bias), program.slots))
+    if chains is not None and total is not None and last:
+        total = chains.rotate(ev, total, last)
     return total
 
 

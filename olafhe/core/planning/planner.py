@@ -49,7 +49,7 @@ def linear_step_seconds(step: LinearStep, costs: CostTable, level: int, chains: 
         seconds += len(giants) * costs.cost("rotate", level - 1)
     else:  # power-of-two key chains (rotation-key memory budget): shared prefixes, no hoisting
         seconds = chains.count(babies, shared=True) * costs.cost("rotate", level)
-        seconds += chains.count(giants, shared=False) * costs.cost("rotate", level - 1)
+        seconds += chains.count_giants(giants) * costs.cost("rotate", level - 1)
     presum = [s for s in step.presum if s]  # rotate-and-add pooling before the diagonals
     rotations = len(presum) if chains is None else chains.count(presum, shared=False)
     seconds += rotations * costs.cost("rotate", level) + len(presum) * costs.cost("add", level)

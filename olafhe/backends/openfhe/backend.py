@@ -13,8 +13,9 @@ from typing import Any
 import numpy as np
 
 from olafhe.backends.openfhe import serialize
+from olafhe.backends.openfhe.client import OpenFHEClient
 from olafhe.backends.openfhe.common import KEYS, SlotLayout, load_openfhe, set_openmp_threads
-from olafhe.backends.openfhe.ops import OpenFHEClient, OpenFHEEvaluator
+from olafhe.backends.openfhe.ops import OpenFHEEvaluator
 from olafhe.core.contract.backend import Backend, Capabilities, KeyRequest, normalize_rotations
 from olafhe.core.contract.ckks import HE_STANDARD_128_MAX_LOGQ, CKKSParams, check_security
 from olafhe.core.errors import CapabilityError, ConfigError, MismatchError, SecurityError

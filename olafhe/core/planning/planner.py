@@ -47,7 +47,7 @@ def linear_step_seconds(step: LinearStep, costs: CostTable, level: int, chains: 
         seconds = len(babies) * costs.cost("rotate_hoisted", level)
         seconds += costs.cost("hoist_precompute", level) if babies else 0.0
         seconds += len(giants) * costs.cost("rotate", level - 1)
-    else:  # power-of-two key chains (rotation-key memory budget): shared prefixes, no hoisting
+    else:  # power-of-two key chains (rotation-key memory budget): a tree of baby steps, Horner giants
         seconds = chains.count(babies, shared=True) * costs.cost("rotate", level)
         seconds += chains.count_giants(giants) * costs.cost("rotate", level - 1)
     presum = [s for s in step.presum if s]  # rotate-and-add pooling before the diagonals

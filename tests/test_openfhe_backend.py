@@ -8,6 +8,7 @@ errors are ~1e-7 (``ATOL`` = 2^-17 leaves a wide margin); bootstrapping keeps ~2
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from functools import partial
 
 import numpy as np
@@ -511,6 +512,21 @@ def test_bootstrap_errs_on_the_slots_mean_by_the_sine_approximations_cubic(boots
         err = client.decrypt(ev.bootstrap_real(ct)) / 2 - c
         assert err.mean() == pytest.approx(-k * c**3, rel=0.05)
         assert np.std(err) < 0.1 * k * c**3  # common to every slot
+
+
+def test_the_bootstrap_mean_error_does_not_depend_on_the_scale_and_first_modulus(bootstrapping):
+    """A 55-bit scale under a 60-bit first modulus (the 8-level configuration's gap) errs on the mean as
+    59/60 does: OpenFHE compensates the gap, so the model's k must not scale with it."""
+    params = replace(bootstrapping[0].params, scale_bits=55, first_mod_bits=60)
+    backend = OpenFHEBackend(params)
+    client, ev = backend.keygen(KeyRequest(rotations=frozenset(), bootstrap=True))
+    k = backend.capabilities().bootstrap_cubic
+    assert k == pytest.approx(bootstrapping[0].capabilities().bootstrap_cubic)
+    c = 0.9  # the 55-bit scale's random error is ~10x the 59-bit one's: the largest mean measures k best
+    ct = ev.level_reduce(ev.multiply_scalar(client.encrypt(np.full(params.slots, c)), 1.0), 0)
+    err = client.decrypt(ev.bootstrap_real(ct)) / 2 - c
+    assert err.mean() == pytest.approx(-k * c**3, rel=0.05)
+    assert np.std(err) < 0.3 * k * c**3
 
 
 def test_two_iteration_bootstrap_is_more_precise():

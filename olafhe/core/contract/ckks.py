@@ -106,15 +106,17 @@ def bootstrap_correction_bits(ring_dimension: int, slots: int) -> int:
 def bootstrap_cubic_error(params: CKKSParams) -> float:
     """Coefficient k of the bootstrap's systematic error ``-k * mean^3`` on the mean of the slots.
 
-    The modular reduction approximates ``x mod 1`` by ``sin(2 pi x) / (2 pi)``, off by ``(2 pi)^2 x^3 / 6``
-    with ``x = m * 2^(scale - first_mod - correction)``. For the polynomial's coefficients of a slot vector
-    that is negligible except for the constant one, the slots' mean, which a ReLU network keeps large:
-    the error it leaves is common to every slot, so no pooling averages it out. Measured on OpenFHE
-    (N = 2^16, 59/60 bits, 2^14 and 2^15 slots): 1.00e-4 for means 0.1-0.6; this formula gives 1.004e-4.
+    The modular reduction approximates ``x mod 1`` by ``sin(2 pi x) / (2 pi)``, off by ``(2 pi)^2 x^3 / 6``.
+    For the polynomial's coefficients of a slot vector that is negligible except for the constant one, the
+    slots' mean, which a ReLU network keeps large: the error it leaves is common to every slot, so no
+    pooling averages it out. OpenFHE scales the message down by ``2^(c - log2(q0 / scale))`` before the
+    reduction, compensating the gap between first modulus and scale, so k depends on the correction c
+    (:func:`bootstrap_correction_bits`) alone: ``(2 pi)^2 / 6 * 4^-(c + 1)``. Measured on OpenFHE:
+    N = 2^16, 59/60 bits, 2^14 and 2^15 slots: 1.00e-4 for means 0.1-0.6 (this formula: 1.004e-4);
+    N = 2^12, 64 slots: 3.9e-7 at 59/60, 55/60, 55/58, 50/58 and 50/55 bits alike (3.92e-7).
     """
     if not params.bootstrap:
         return 0.0
-    shift = params.scale_bits - params.first_mod_bits - bootstrap_correction_bits(params.ring_dimension,
-                                                                                  params.slot_count)
-    return (2.0 * math.pi) ** 2 / 6.0 * 4.0 ** shift
+    shift = bootstrap_correction_bits(params.ring_dimension, params.slot_count) + 1
+    return (2.0 * math.pi) ** 2 / 6.0 * 4.0 ** -shift
 

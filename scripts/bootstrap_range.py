@@ -31,10 +31,14 @@ def measure(n: int, scale: int, first: int, levels: int) -> None:
                         secret_key_dist="SPARSE_ENCAPSULATED", slots=n // 4, insecure=True)
     client, server = OpenFHEBackend(params).keygen(KeyRequest(rotations=frozenset(), bootstrap=True))
     rng = np.random.default_rng(0)
+
+    def bootstrapped(x: np.ndarray) -> np.ndarray:
+        return client.decrypt(server.bootstrap(server.level_reduce(client.encrypt(x), 0)), n // 4)
+
     for amp in AMPLITUDES:
         x = rng.uniform(-amp, amp, n // 4)
         try:
-            y = client.decrypt(server.bootstrap(server.level_reduce(client.encrypt(x), 0)), n // 4)
+            y = bootstrapped(x)
         except Exception as exc:  # noqa: BLE001 - report and go on to the next amplitude
             print(f"scale {scale} first {first} amp {amp:5.1f}: FAILED {exc}", flush=True)
             continue
@@ -44,8 +48,7 @@ def measure(n: int, scale: int, first: int, levels: int) -> None:
               f"rms {rms:.2e} ({bits(rms):.1f} bits)", flush=True)
     for mean in MEANS:
         x = mean + rng.uniform(-0.05, 0.05, n // 4)
-        y = client.decrypt(server.bootstrap(server.level_reduce(client.encrypt(x), 0)), n // 4)
-        shift = float(np.mean(y - x))
+        shift = float(np.mean(bootstrapped(x) - x))
         print(f"scale {scale} first {first} mean {mean:.1f}: mean error {shift:+.3e}, k = {-shift / mean**3:.3e}",
               flush=True)
 

@@ -502,14 +502,19 @@ def test_bootstrap_real_removes_the_imaginary_noise_a_polynomial_turns_into_erro
     assert err_real < 1e-10 and err_plain > 10 * err_real, (err_plain, err_real)
 
 
+def _bootstrap_error_of_constant(client, ev, c: float, slots: int) -> np.ndarray:
+    """Per-slot error of ``bootstrap_real`` (halved) on a constant vector ``c`` bootstrapped from level 0."""
+    ct = ev.level_reduce(ev.multiply_scalar(client.encrypt(np.full(slots, c)), 1.0), 0)
+    return client.decrypt(ev.bootstrap_real(ct)) / 2 - c
+
+
 def test_bootstrap_errs_on_the_slots_mean_by_the_sine_approximations_cubic(bootstrapping):
     backend, client, ev = bootstrapping
     caps = backend.capabilities()
     k = caps.bootstrap_cubic
     assert k == pytest.approx(bootstrap_cubic_error(backend.params)) and k > 0
     for c in (0.5, 0.9):  # constant vectors: all of the message is the constant coefficient
-        ct = ev.level_reduce(ev.multiply_scalar(client.encrypt(np.full(caps.slots, c)), 1.0), 0)
-        err = client.decrypt(ev.bootstrap_real(ct)) / 2 - c
+        err = _bootstrap_error_of_constant(client, ev, c, caps.slots)
         assert err.mean() == pytest.approx(-k * c**3, rel=0.05)
         assert np.std(err) < 0.1 * k * c**3  # common to every slot
 
@@ -523,8 +528,7 @@ def test_the_bootstrap_mean_error_does_not_depend_on_the_scale_and_first_modulus
     k = backend.capabilities().bootstrap_cubic
     assert k == pytest.approx(bootstrapping[0].capabilities().bootstrap_cubic)
     c = 0.9  # the 55-bit scale's random error is ~10x the 59-bit one's: the largest mean measures k best
-    ct = ev.level_reduce(ev.multiply_scalar(client.encrypt(np.full(params.slots, c)), 1.0), 0)
-    err = client.decrypt(ev.bootstrap_real(ct)) / 2 - c
+    err = _bootstrap_error_of_constant(client, ev, c, params.slots)
     assert err.mean() == pytest.approx(-k * c**3, rel=0.05)
     assert np.std(err) < 0.3 * k * c**3
 
